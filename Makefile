@@ -1,0 +1,48 @@
+# The README's quick start: `make demo` and `make test`. Both build .venv from scratch when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := txp-data/demo
+
+.PHONY: demo test lint check-python check-java bench clean
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
+	  echo "txpatterns needs Python 3.11 or newer as '$(PYTHON)'."; \
+	  echo "Install it (Debian/Ubuntu: sudo apt-get install python3.11 python3.11-venv) or run: make PYTHON=/path/to/python3.11 ..."; \
+	  exit 1; }
+
+check-java:
+	@sh scripts/check-java.sh
+
+$(BIN)/.installed: pyproject.toml | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(BIN)/.installed-dev: pyproject.toml | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(BIN)/.installed $@
+
+# Until the detector lands, the demo replays the published stream with the reference engine.
+demo: check-java $(BIN)/.installed
+	@test -f $(DEMO)/transactions.csv || $(BIN)/txpatterns generate --out $(DEMO)
+	$(BIN)/txpatterns publish --source $(DEMO)/transactions.csv --to $(DEMO)/input --interval 0
+	$(BIN)/txpatterns verify --input $(DEMO)/input --importance $(DEMO)/CustomerImportance.csv
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: check-java lint
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed-dev
+	$(BIN)/python bench/bench_generate.py
+
+clean:
+	rm -rf $(VENV) txp-data build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Allow `python -m txpatterns`."""
+
+from txpatterns.cli import main
+
+main()

@@ -1,0 +1,416 @@
+"""The `txpatterns` command line: each command parses flags, builds Settings once and calls
+one library function; domain errors become a clean message and a non-zero exit code."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from txpatterns import __version__, store
+from txpatterns.errors import TxpError
+from txpatterns.patterns import ACTION_TYPES, PRESETS
+from txpatterns.settings import KEYS_BY_NAME, Settings, build, render
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CONFIG = "txpatterns.toml"
+EXIT_DIFFERENT = 1  # verify: the output disagrees with the reference
+EXIT_ERROR = 2  # bad usage, settings or input: the message says what to fix
+
+
+class UserError(click.ClickException):
+    """An error the user can fix; printed without a traceback."""
+
+    exit_code = EXIT_ERROR
+
+
+class Group(click.Group):
+    """A command group that turns domain errors into UserError and Ctrl-C into exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TxpError as exc:
+            raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def settings_options(*, flags: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Add --config, --preset and --set to a command.
+
+    `flags` maps the command's own option names to the settings they set, so that those
+    options take part in the settings precedence and are validated in one place.
+    """
+    flag_keys = dict(flags or {})
+
+    def decorate(command: F) -> F:
+        @click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"Settings file (TOML). Default: ./{DEFAULT_CONFIG} when present.",
+        )
+        @click.option(
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            help="Threshold preset; explicit threshold settings override it.",
+        )
+        @click.option(
+            "--set",
+            "assignments",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override one setting, e.g. --set patterns.child.min_txns=5 (repeatable).",
+        )
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any,
+            config_file: Path | None,
+            preset: str | None,
+            assignments: tuple[str, ...],
+            **kwargs: Any,
+        ) -> Any:
+            layer: dict[str, object | None] = {"patterns.preset": preset}
+            for assignment in assignments:
+                name, sep, value = assignment.partition("=")
+                if not sep or name.strip() not in KEYS_BY_NAME:
+                    known = ", ".join(KEYS_BY_NAME)
+                    raise UserError(
+                        f"--set {assignment!r}: expected KEY=VALUE with KEY one of {known}"
+                    )
+                layer[name.strip()] = value
+            for option, key in flag_keys.items():
+                layer[key] = kwargs.pop(option)
+            return command(*args, settings=load_settings(config_file, layer), **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def make_store(settings: Settings) -> store.Store:
+    """The object store the settings describe."""
+    return store.s3_store(
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        settings.s3_secret_access_key,
+    )
+
+
+def load_settings(config_file: Path | None, flags: dict[str, object | None]) -> Settings:
+    """Build the one Settings object from the settings file, the environment and the flags."""
+    path = config_file
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = Path(DEFAULT_CONFIG)
+    text = None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read settings file {path}: {exc.strerror}") from None
+    return build(file_text=text, file_name=str(path), env=dict(os.environ), flags=flags)
+
+
+@contextmanager
+def progress_bar(total: int | None, unit: str, desc: str) -> Iterator[tqdm]:
+    """A progress bar on stderr when it is a terminal, nothing otherwise."""
+    with tqdm(
+        total=total, unit=unit, desc=desc, disable=None, unit_scale=True, file=sys.stderr
+    ) as bar:
+        yield bar
+
+
+@click.group(
+    cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(__version__, prog_name="txpatterns")
+def cli() -> None:
+    """Detect behavioural patterns (UPGRADE, CHILD, DEI-NEEDED) in streams of payment
+    transactions, exactly as docs/patterns.md specifies.
+
+    Settings come from built-in defaults, then ./txpatterns.toml (or --config FILE), then
+    TXP_* environment variables, then flags. Exit codes: 0 success, 1 verify found
+    differences, 2 bad usage, settings or input, 130 interrupted.
+    """
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    help="Folder to write transactions.csv and CustomerImportance.csv into.",
+)
+@click.option(
+    "--rows",
+    default=594_643,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of transactions.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Random seed; the same seed gives the same files.",
+)
+@click.option(
+    "--weight-mode",
+    type=click.Choice(["amount", "independent"]),
+    default="amount",
+    show_default=True,
+    help="Importance Weight equal to the amount (as BankSim), or drawn independently.",
+)
+@settings_options()
+def generate(settings: Settings, out_dir: str, rows: int, seed: int, weight_mode: str) -> None:
+    """Write a BankSim-shaped transactions file and its importance file.
+
+    The files follow the raw BankSim format (single-quoted text values) and the published
+    BankSim statistics; they are the same for the same --rows and --seed.
+
+    Example:
+
+        txpatterns generate --out data --rows 100000 --seed 7
+    """
+    from txpatterns.generate import generate as run_generate
+
+    objects = make_store(settings)
+    transactions = store.join(out_dir, "transactions.csv")
+    importance = store.join(out_dir, "CustomerImportance.csv")
+    with (
+        progress_bar(rows, "rows", "generate") as bar,
+        objects.write_text(transactions) as tx_file,
+        objects.write_text(importance) as imp_file,
+    ):
+        stats = run_generate(
+            tx_file,
+            imp_file,
+            rows=rows,
+            seed=seed,
+            weight_mode=weight_mode,  # type: ignore[arg-type]
+            progress=bar.update,
+        )
+    click.echo(
+        f"Wrote {stats.rows:,} transactions ({stats.customers:,} customers, {stats.merchants} "
+        f"merchants, {stats.pairs:,} customer-merchant pairs) to {transactions}\n"
+        f"Wrote {stats.rows:,} importance rows to {importance}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--input",
+    "input_url",
+    required=True,
+    help="Chunk folder as the publisher writes it (chunk_<i>.csv/part-00000.csv + _SUCCESS).",
+)
+@click.option(
+    "--importance", required=True, help="Importance CSV (Source,Target,Weight,typeTrans,fraud)."
+)
+@click.option(
+    "--output", "output_url", help="Detection output folder to check against the reference."
+)
+@click.option("--emit", "emit_file", help="Write the reference detections to this CSV file.")
+@settings_options()
+def verify(
+    settings: Settings,
+    input_url: str,
+    importance: str,
+    output_url: str | None,
+    emit_file: str | None,
+) -> None:
+    """Replay the chunks with the reference engine; with --output, diff the pipeline's detections.
+
+    Without --output it prints the reference detections per pattern. With --output it exits 0
+    only when every detection is present exactly once and nothing else is, and 1 otherwise.
+
+    Example:
+
+        txpatterns verify --input txp-data/input --importance data/CustomerImportance.csv \\
+            --output txp-data/output
+    """
+    from txpatterns import reference
+    from txpatterns import verify as verification
+
+    objects = make_store(settings)
+    chunks = objects.list_chunks(input_url)
+    if not chunks:
+        raise UserError(
+            f"no complete chunks under {input_url}: expected chunk_<i>.csv/part-00000.csv "
+            "folders holding a _SUCCESS marker (txpatterns publish writes them)"
+        )
+    with progress_bar(len(chunks), "chunks", "reference") as bar:
+        replay = reference.replay(
+            chunks, importance, settings.thresholds, lambda _: bar.update(), objects
+        )
+    valid = sum(c.valid for c in replay.chunks)
+    rejected = sum(c.rejected for c in replay.chunks)
+    gaps = sorted(set(range(chunks[-1].index + 1)) - {c.index for c in chunks})
+    click.echo(
+        f"Reference: {len(replay.chunks)} chunks ({chunks[0].index}..{chunks[-1].index}), "
+        f"{valid:,} valid rows, {rejected:,} invalid rows, preset {settings.preset}"
+    )
+    if gaps:
+        click.echo(f"Warning: chunks missing or incomplete: {_ranges(gaps)}", err=True)
+    if replay.importance_rejected:
+        click.echo(
+            f"Warning: {len(replay.importance_rejected):,} invalid importance rows ignored",
+            err=True,
+        )
+    counts = {p: 0 for p in ACTION_TYPES}
+    for d in replay.detections:
+        counts[d.pattern_id] += 1
+    click.echo(f"{'pattern':<9}{'ActionType':<12}{'detections':>11}")
+    for pattern_id, action in ACTION_TYPES.items():
+        click.echo(f"{pattern_id:<9}{action:<12}{counts[pattern_id]:>11,}")
+    click.echo(f"{'total':<21}{len(replay.detections):>11,}")
+    if emit_file:
+        with objects.write_text(emit_file) as f:
+            verification.write_detections(f, replay.detections)
+        click.echo(f"Wrote the reference detections to {emit_file}")
+    if output_url is None:
+        return
+    diff = verification.compare(replay.detections, verification.read_output(output_url, objects))
+    out = diff.output
+    click.echo(
+        f"Output: {len(out.complete)} complete files with {sum(out.keys.values()):,} detections"
+        + (f"; {len(out.incomplete)} incomplete files ignored" if out.incomplete else "")
+    )
+    for d in diff.missing[:20]:
+        click.echo(
+            f"  missing    {d.pattern_id} customer={d.customer!r} merchant={d.merchant!r}"
+            f" (chunk {d.chunk_index})"
+        )
+    for key in diff.extra[:20]:
+        click.echo(f"  extra      {key[0]} customer={key[1]!r} merchant={key[2]!r}")
+    for key, n in diff.duplicated[:20]:
+        click.echo(f"  duplicated {key[0]} customer={key[1]!r} merchant={key[2]!r} ({n} times)")
+    for name, line, message in out.problems[:20]:
+        click.echo(f"  bad row    {name}:{line}: {message}")
+    if diff.agrees:
+        click.echo("OK: the output equals the reference exactly.")
+        return
+    click.echo(
+        f"DIFFERENT: {len(diff.missing)} missing, {len(diff.extra)} extra, "
+        f"{len(diff.duplicated)} duplicated, {len(out.problems)} bad rows."
+    )
+    sys.exit(EXIT_DIFFERENT)
+
+
+def _ranges(numbers: list[int]) -> str:
+    spans: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(spans)
+
+
+@cli.command()
+@click.option("--source", required=True, help="Transactions CSV: a path, s3:// or http(s):// URL.")
+@click.option("--to", "dest", required=True, help="Destination folder or s3://bucket/prefix.")
+@click.option("--chunk-rows", help="Rows per chunk [default: 10000].")
+@click.option("--interval", help='Time between chunks, e.g. "1s", "250ms", "0" [default: 1s].')
+@click.option("--start-chunk", type=click.IntRange(min=0), help="Republish from this chunk index.")
+@click.option("--max-chunks", type=click.IntRange(min=1), help="Stop after this many chunks.")
+@click.option("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:8333.")
+@settings_options(
+    flags={
+        "chunk_rows": "publish.chunk_rows",
+        "interval": "publish.interval",
+        "endpoint_url": "s3.endpoint_url",
+    }
+)
+def publish(
+    settings: Settings,
+    source: str,
+    dest: str,
+    start_chunk: int | None,
+    max_chunks: int | None,
+) -> None:
+    """Publish a transactions file as a stream of chunks (the brief's Mechanism X).
+
+    Every interval the next --chunk-rows rows go to DEST/chunk_<i>.csv/part-00000.csv, header
+    included and bytes unchanged, followed by a _SUCCESS marker. Re-running continues from the
+    first chunk without a marker; publishing a finished source again publishes nothing.
+
+    Example:
+
+        txpatterns publish --source data/transactions.csv --to s3://bucket/streaming/input \
+            --endpoint-url http://127.0.0.1:8333 --interval 1s
+    """
+    from txpatterns.publish import ChunkPublished
+    from txpatterns.publish import publish as run_publish
+
+    objects = make_store(settings)
+    interactive = sys.stderr.isatty()
+    with objects.open_source(source) as (stream, size), progress_bar(size, "B", "publish") as bar:
+
+        def on_chunk(chunk: ChunkPublished) -> None:
+            if interactive:
+                bar.update(chunk.bytes)
+                bar.set_postfix_str(f"chunk {chunk.index}")
+            else:
+                click.echo(f"published {chunk.url} ({chunk.rows:,} rows)", err=True)
+
+        result = run_publish(
+            stream,
+            source,
+            dest,
+            objects,
+            chunk_rows=settings.publish_chunk_rows,
+            interval=float(settings.publish_interval),
+            start_chunk=start_chunk,
+            max_chunks=max_chunks,
+            on_chunk=on_chunk,
+        )
+    if result.chunks == 0 and result.source_exhausted:
+        click.echo(
+            f"Nothing to publish: all {result.already_published} chunks of {source} are "
+            f"already under {dest}."
+        )
+        return
+    last = result.next_chunk - 1
+    click.echo(
+        f"Published {result.chunks} chunks ({result.first_chunk}..{last}), {result.rows:,} rows, "
+        f"to {dest}"
+        + ("." if result.source_exhausted else f"; run again to continue from chunk {last + 1}.")
+    )
+
+
+@cli.group(cls=Group)
+def config() -> None:
+    """Inspect the effective settings."""
+
+
+@config.command("show")
+@settings_options()
+def config_show(settings: Settings) -> None:
+    """Print the effective settings as TOML, secrets masked, with where each value came from.
+
+    Example:
+
+        TXP_PATTERNS_CHILD_MIN_TXNS=5 txpatterns config show --preset seed
+    """
+    click.echo(render(settings), nl=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="txpatterns")

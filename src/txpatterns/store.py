@@ -1,0 +1,233 @@
+"""Object-store access through fsspec: the only module that opens paths and URLs.
+
+A `Store` carries the connection options (S3 endpoint, region, keys); every other module asks
+it for listings and open files, so local folders, S3 and HTTP sources look the same.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any, Final, TextIO
+
+import fsspec
+
+from txpatterns.errors import StoreError
+
+CHUNK_DIR: Final = re.compile(r"^chunk_(0|[1-9][0-9]*)\.csv$")
+SUCCESS: Final = "_SUCCESS"
+PART: Final = "part-00000.csv"
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """A complete chunk: its index and its part files, in name order, as full URLs or paths."""
+
+    index: int
+    url: str
+    parts: tuple[str, ...]
+
+
+def join(url: str, *names: str) -> str:
+    """Join names onto a folder URL or path with '/'."""
+    return "/".join([url.rstrip("/"), *names])
+
+
+def chunk_folder(index: int) -> str:
+    """The folder name of chunk `index`, as the brief lays chunks out."""
+    return f"chunk_{index}.csv"
+
+
+def is_local(url: str) -> bool:
+    """True for a plain path or a file:// URL."""
+    return "://" not in url or url.startswith("file://")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Store:
+    """Opens and lists local paths and object-store URLs with one set of connection options."""
+
+    # Per-protocol fsspec options, e.g. {"s3": {"endpoint_url": ..., "key": ...}}.
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def filesystem(self, url: str) -> tuple[Any, str]:
+        """Return the fsspec filesystem for `url` and the path inside it."""
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        try:
+            fs, path = fsspec.core.url_to_fs(url, **dict(self.options.get(protocol, {})))
+        except ImportError as exc:
+            raise StoreError(f"cannot use {url}: a package is missing ({exc})") from exc
+        except ValueError as exc:
+            raise StoreError(f"cannot use {url}: {_describe(exc)}") from exc
+        return fs, str(path)
+
+    def _listing(self, url: str, pattern: re.Pattern[str]) -> dict[str, list[str]]:
+        """Map each sub-folder of `url` whose name matches `pattern` to the file names in it."""
+        fs, root = self.filesystem(url)
+        try:
+            if not fs.isdir(root):
+                raise StoreError(f"folder not found: {url}")
+            # One recursive listing: on S3 that is one paged request, not one per folder.
+            files = fs.find(root, maxdepth=2)
+        except OSError as exc:
+            raise StoreError(f"cannot list {url}: {_describe(exc)}") from exc
+        prefix = root.rstrip("/") + "/"
+        folders: dict[str, list[str]] = {}
+        for path in files:
+            relative = path[len(prefix) :] if path.startswith(prefix) else path
+            folder, _, name = relative.partition("/")
+            if name and "/" not in name and pattern.match(folder):
+                folders.setdefault(folder, []).append(name)
+        return folders
+
+    def list_folders(self, url: str, pattern: re.Pattern[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """List the sub-folders of `url` matching `pattern`, by name, with the files each holds."""
+        return sorted((f, tuple(sorted(names))) for f, names in self._listing(url, pattern).items())
+
+    def list_chunks(self, url: str, *, complete: bool = True) -> list[ChunkRef]:
+        """List the chunks under `url` by index: only those holding `_SUCCESS` unless told."""
+        chunks = []
+        for folder, names in self._listing(url, CHUNK_DIR).items():
+            match = CHUNK_DIR.match(folder)
+            if match is None or (complete and SUCCESS not in names):
+                continue
+            chunk_url = join(url, folder)
+            parts = sorted(n for n in names if n.startswith("part-") and n.endswith(".csv"))
+            chunks.append(
+                ChunkRef(int(match.group(1)), chunk_url, tuple(join(chunk_url, p) for p in parts))
+            )
+        return sorted(chunks, key=lambda c: c.index)
+
+    def exists(self, url: str) -> bool:
+        fs, path = self.filesystem(url)
+        try:
+            return bool(fs.exists(path))
+        except OSError as exc:
+            raise StoreError(f"cannot reach {url}: {_describe(exc)}") from exc
+
+    @contextmanager
+    def open_text(self, url: str) -> Iterator[TextIO]:
+        """Open a local path or object-store URL for reading as UTF-8 text."""
+        fs, path = self.filesystem(url)
+        try:
+            with fs.open(path, "r", encoding="utf-8", newline="") as f:
+                yield f
+        except FileNotFoundError as exc:
+            raise StoreError(f"file not found: {url}") from exc
+        except IsADirectoryError as exc:
+            raise StoreError(f"{url} is a folder, not a file") from exc
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{url} is not UTF-8 text: {exc}") from exc
+        except PermissionError as exc:
+            raise StoreError(f"permission denied reading {url}: {_describe(exc)}") from exc
+
+    @contextmanager
+    def open_source(self, url: str) -> Iterator[tuple[IO[bytes], int | None]]:
+        """Open a file to stream its bytes, with its size when known; http(s) URLs are allowed."""
+        if url.startswith(("http://", "https://")):
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except urllib.error.HTTPError as exc:
+                raise StoreError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+            except (urllib.error.URLError, OSError) as exc:
+                raise StoreError(f"cannot download {url}: {_describe(exc)}") from exc
+            length = response.headers.get("Content-Length")
+            with response:
+                yield response, int(length) if length and length.isdigit() else None
+            return
+        fs, path = self.filesystem(url)
+        try:
+            size = fs.size(path)
+            with fs.open(path, "rb") as f:
+                yield f, size
+        except FileNotFoundError as exc:
+            raise StoreError(f"file not found: {url}") from exc
+        except IsADirectoryError as exc:
+            raise StoreError(f"{url} is a folder, not a file") from exc
+        except PermissionError as exc:
+            raise StoreError(f"permission denied reading {url}: {_describe(exc)}") from exc
+
+    def write_bytes(self, url: str, data: bytes) -> None:
+        """Write a whole file so that readers see either nothing or all of it.
+
+        Locally the bytes go to a temporary name renamed into place; an object store makes an
+        object visible only once its upload completes.
+        """
+        fs, path = self.filesystem(url)
+        try:
+            if is_local(url):
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                temporary = f"{path}.tmp-{os.getpid()}"
+                with open(temporary, "wb") as f:
+                    f.write(data)
+                os.replace(temporary, path)
+            else:
+                fs.pipe_file(path, data)
+        except PermissionError as exc:
+            raise StoreError(f"permission denied writing {url}: {_describe(exc)}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot write {url}: {_describe(exc)}") from exc
+
+    @contextmanager
+    def write_text(self, url: str) -> Iterator[TextIO]:
+        """Open `url` for writing text; readers see the old file or the whole new one."""
+        fs, path = self.filesystem(url)
+        local = is_local(url)
+        target = f"{path}.tmp-{os.getpid()}" if local else path
+        try:
+            if local:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with fs.open(target, "w", encoding="utf-8", newline="") as f:
+                yield f
+            if local:
+                os.replace(target, path)
+        except PermissionError as exc:
+            raise StoreError(f"permission denied writing {url}: {_describe(exc)}") from exc
+        finally:
+            if local and os.path.exists(target):
+                os.remove(target)
+
+    def remove(self, url: str) -> None:
+        fs, path = self.filesystem(url)
+        try:
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        except OSError as exc:
+            raise StoreError(f"cannot remove {url}: {_describe(exc)}") from exc
+
+
+LOCAL: Final = Store()
+
+
+def s3_store(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> Store:
+    """A Store whose s3:// URLs use these settings; unset ones fall back to the AWS defaults."""
+    s3: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    if endpoint_url:
+        client["endpoint_url"] = endpoint_url
+    if region:
+        client["region_name"] = region
+    if client:
+        s3["client_kwargs"] = client
+    if access_key_id:
+        s3["key"] = access_key_id
+    if secret_access_key:
+        s3["secret"] = secret_access_key
+    # Listings must see chunks that appeared since the last look.
+    s3["use_listings_cache"] = False
+    return Store({"s3": s3, "s3a": s3})
