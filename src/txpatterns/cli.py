@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from txpatterns import __version__, store
 from txpatterns.errors import TxpError
 from txpatterns.patterns import ACTION_TYPES, PRESETS
+from txpatterns.schema import WRONG_HEADER
 from txpatterns.settings import KEYS_BY_NAME, Settings, build, render
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -262,6 +264,12 @@ def verify(
         f"Reference: {len(replay.chunks)} chunks ({chunks[0].index}..{chunks[-1].index}), "
         f"{valid:,} valid rows, {rejected:,} invalid rows, preset {settings.preset}"
     )
+    wrong_headers = Counter(c for c, row in replay.rejected if row.message == WRONG_HEADER)
+    for chunk_index, lines in sorted(wrong_headers.items()):
+        click.echo(
+            f"Warning: chunk {chunk_index}: {WRONG_HEADER}; its {lines:,} lines are rejected",
+            err=True,
+        )
     if gaps:
         click.echo(f"Warning: chunks missing or incomplete: {_ranges(gaps)}", err=True)
     if replay.importance_rejected:

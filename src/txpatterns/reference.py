@@ -6,12 +6,14 @@ cut-off formula, so that agreement between the two means something.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 from fractions import Fraction
 
+from txpatterns.errors import HeaderError
 from txpatterns.patterns import (
     ACTION_TYPES,
     CHILD,
@@ -20,7 +22,15 @@ from txpatterns.patterns import (
     Thresholds,
     rank_cutoff,
 )
-from txpatterns.schema import Importance, Rejected, Transaction, read_importance, read_transactions
+from txpatterns.schema import (
+    WRONG_HEADER,
+    Importance,
+    Rejected,
+    Transaction,
+    numbered_lines,
+    read_importance,
+    read_transactions,
+)
 from txpatterns.store import LOCAL, ChunkRef, Store
 
 Pair = tuple[str, str]
@@ -195,13 +205,21 @@ def replay(
         valid: list[Transaction] = []
         rejected = 0
         for part in chunk.parts:
+            rows: list[Transaction | Rejected]
             with store.open_text(part) as f:
-                for row in read_transactions(f, part):
-                    if isinstance(row, Rejected):
-                        result.rejected.append((chunk.index, row))
-                        rejected += 1
-                    else:
-                        valid.append(row)
+                text = f.read()
+            try:
+                rows = list(read_transactions(io.StringIO(text, newline=""), part))
+            except HeaderError:
+                # A chunk file with the wrong header is rejected whole: every line of it.
+                lines = numbered_lines(io.StringIO(text, newline=""))
+                rows = [Rejected(n, None, WRONG_HEADER, line) for n, line in lines]
+            for row in rows:
+                if isinstance(row, Rejected):
+                    result.rejected.append((chunk.index, row))
+                    rejected += 1
+                else:
+                    valid.append(row)
         result.detections.extend(engine.apply(chunk.index, valid))
         result.chunks.append(ChunkStats(chunk.index, len(valid), rejected))
         if progress is not None:

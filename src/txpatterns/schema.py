@@ -99,11 +99,28 @@ def _strip_eol(line: str) -> str:
     return line
 
 
-def _check_header(lines: Iterator[str], name: str, expected: tuple[str, ...]) -> None:
+def numbered_lines(file: TextIO) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line without its ending) for every line of an open file.
+
+    Open the file with newline="" so that line boundaries are the same in every engine.
+    """
+    for number, raw in enumerate(file, start=1):
+        yield number, _strip_eol(raw)
+
+
+def header_fields(line: str) -> list[str]:
+    """The unquoted fields of a header line, ignoring a UTF-8 byte-order mark."""
+    return split_line(line.removeprefix(_BOM))
+
+
+WRONG_HEADER: Final = "wrong file header, expected " + ",".join(TRANSACTION_COLUMNS)
+
+
+def _check_header(lines: Iterator[tuple[int, str]], name: str, expected: tuple[str, ...]) -> None:
     first = next(lines, None)
     if first is None:
         raise HeaderError(name, expected, None)
-    found = split_line(_strip_eol(first).removeprefix(_BOM))
+    found = header_fields(first[1])
     if tuple(found) != expected:
         raise HeaderError(name, expected, found)
 
@@ -156,10 +173,9 @@ def _read(
     check: Callable[[list[str]], tuple[str | None, str] | None],
     build: Callable[[list[str]], Row],
 ) -> Iterator[Row | Rejected]:
-    lines = iter(file)
+    lines = numbered_lines(file)
     _check_header(lines, name, columns)
-    for number, raw in enumerate(lines, start=2):
-        line = _strip_eol(raw)
+    for number, line in lines:
         fields = split_line(line)
         problem = check(fields)
         yield build(fields) if problem is None else Rejected(number, *problem, line)
