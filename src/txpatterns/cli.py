@@ -390,16 +390,20 @@ def publish(
         )
     if result.chunks == 0 and result.source_exhausted:
         click.echo(
-            f"Nothing to publish: all {result.already_published} chunks of {source} are "
-            f"already under {dest}."
+            f"Nothing to publish: all {_plural(result.already_published, 'chunk')} of {source} "
+            f"are already under {dest}."
         )
         return
     last = result.next_chunk - 1
     click.echo(
-        f"Published {result.chunks} chunks ({result.first_chunk}..{last}), {result.rows:,} rows, "
-        f"to {dest}"
+        f"Published {_plural(result.chunks, 'chunk')} ({result.first_chunk}..{last}), "
+        f"{_plural(result.rows, 'row')}, to {dest}"
         + ("." if result.source_exhausted else f"; run again to continue from chunk {last + 1}.")
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 @cli.group(cls=Group)

@@ -54,22 +54,26 @@ def _check_header(line: bytes, source_name: str) -> None:
         raise HeaderError(source_name, TRANSACTION_COLUMNS, found if line else None)
 
 
-def resume_point(store: Store, dest: str) -> int:
-    """The index of the first chunk under `dest` that has no `_SUCCESS` marker."""
+def published_chunks(store: Store, dest: str) -> set[int]:
+    """The indexes of the chunks under `dest` that hold a `_SUCCESS` marker."""
     if not store.exists(dest):
-        return 0
-    complete = {
+        return set()
+    return {
         int(match.group(1))
         for folder, names in store.list_folders(dest, CHUNK_DIR)
         if SUCCESS in names and (match := CHUNK_DIR.match(folder))
     }
+
+
+def resume_point(complete: set[int]) -> int:
+    """The index of the first chunk that has no `_SUCCESS` marker."""
     index = 0
     while index in complete:
         index += 1
     return index
 
 
-def _check_manifest(store: Store, dest: str, chunk_rows: int, resume: int) -> None:
+def _check_manifest(store: Store, dest: str, chunk_rows: int, any_published: bool) -> None:
     url = join(dest, MANIFEST)
     if store.exists(url):
         with store.open_text(url) as f:
@@ -77,13 +81,13 @@ def _check_manifest(store: Store, dest: str, chunk_rows: int, resume: int) -> No
                 recorded = json.load(f).get("chunk_rows")
             except (ValueError, AttributeError):
                 recorded = None
-        if recorded != chunk_rows and resume > 0:
+        if recorded == chunk_rows:
+            return
+        if any_published:
             raise PublishError(
                 f"{dest} was published with {recorded} rows per chunk; publish with "
                 f"--chunk-rows {recorded} to continue it, or choose a new destination"
             )
-        if recorded == chunk_rows:
-            return
     manifest = {"chunk_rows": chunk_rows, "header": ",".join(TRANSACTION_COLUMNS)}
     store.write_bytes(url, json.dumps(manifest, indent=2).encode() + b"\n")
 
@@ -120,14 +124,16 @@ def publish(
     _check_header(header, source_name)
     if not header.endswith(b"\n"):
         header += b"\n"
-    resume = resume_point(store, dest)
+    store.check_bucket(dest)
+    complete = published_chunks(store, dest)
+    resume = resume_point(complete)
     first = resume if start_chunk is None else start_chunk
     if first > resume:
         raise PublishError(
             f"--start-chunk {first} would leave a gap: chunk {resume} is the first one not "
             f"yet published under {dest}"
         )
-    _check_manifest(store, dest, chunk_rows, resume)
+    _check_manifest(store, dest, chunk_rows, bool(complete))
     lines = iter(source)
     skipped = sum(1 for _ in islice(lines, first * chunk_rows))
     if skipped < first * chunk_rows and start_chunk is not None:

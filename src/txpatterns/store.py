@@ -48,6 +48,12 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
+def _temporary_name(path: str) -> str:
+    # A leading dot hides the file from Spark's file sources and from the listings here.
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
@@ -77,8 +83,9 @@ class Store:
         try:
             if not fs.isdir(root):
                 raise StoreError(f"folder not found: {url}")
-            # One recursive listing: on S3 that is one paged request, not one per folder.
-            files = fs.find(root, maxdepth=2)
+            # One recursive listing: on S3 that is one paged request; with maxdepth, s3fs would
+            # walk folder by folder instead. Deeper files are ignored below.
+            files = fs.find(root)
         except OSError as exc:
             raise StoreError(f"cannot list {url}: {_describe(exc)}") from exc
         prefix = root.rstrip("/") + "/"
@@ -107,6 +114,24 @@ class Store:
                 ChunkRef(int(match.group(1)), chunk_url, tuple(join(chunk_url, p) for p in parts))
             )
         return sorted(chunks, key=lambda c: c.index)
+
+    def check_bucket(self, url: str) -> None:
+        """Raise a clear StoreError when the bucket of an s3:// URL does not exist."""
+        if not url.startswith(("s3://", "s3a://")):
+            return
+        bucket = url.split("://", 1)[1].split("/", 1)[0]
+        fs, _ = self.filesystem(url)
+        try:
+            fs.ls(bucket, detail=False)
+        except FileNotFoundError:
+            raise StoreError(f"bucket {bucket!r} does not exist (from {url})") from None
+        except PermissionError as exc:
+            raise StoreError(
+                f"bucket {bucket!r} does not exist or these credentials may not use it "
+                f"({_describe(exc)})"
+            ) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot reach bucket {bucket!r}: {_describe(exc)}") from exc
 
     def exists(self, url: str) -> bool:
         fs, path = self.filesystem(url)
@@ -167,10 +192,14 @@ class Store:
         try:
             if is_local(url):
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                temporary = f"{path}.tmp-{os.getpid()}"
-                with open(temporary, "wb") as f:
-                    f.write(data)
-                os.replace(temporary, path)
+                temporary = _temporary_name(path)
+                try:
+                    with open(temporary, "wb") as f:
+                        f.write(data)
+                    os.replace(temporary, path)
+                finally:
+                    if os.path.exists(temporary):
+                        os.remove(temporary)
             else:
                 fs.pipe_file(path, data)
         except PermissionError as exc:
@@ -183,7 +212,7 @@ class Store:
         """Open `url` for writing text; readers see the old file or the whole new one."""
         fs, path = self.filesystem(url)
         local = is_local(url)
-        target = f"{path}.tmp-{os.getpid()}" if local else path
+        target = _temporary_name(path) if local else path
         try:
             if local:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
