@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from txpatterns.errors import ConfigError
 from txpatterns.patterns import DEFAULT_PRESET, PRESETS, Thresholds
@@ -74,6 +75,41 @@ def _as_positive_int(value: object) -> int:
     return number
 
 
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _as_zone(value: object) -> str:
+    name = _as_str(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Asia/Kolkata)"
+        ) from None
+    return name
+
+
+def _as_namespace(value: object) -> str:
+    name = _as_str(value)
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+        raise ValueError("use 1-40 lower-case letters, digits or '_', starting with a letter")
+    return name
+
+
+def _as_non_negative_int(value: object) -> int:
+    number = _as_int(value)
+    if number < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return number
+
+
 def _as_preset(value: object) -> str:
     name = _as_str(value).strip()
     if name not in PRESETS:
@@ -107,6 +143,20 @@ KEYS: Final = (
     Key("publish.chunk_rows", _as_positive_int),
     Key("publish.interval", parse_duration),
     Key("postgres.dsn", _as_str, secret=True),
+    Key("detect.input", _as_str),
+    Key("detect.output", _as_str),
+    Key("detect.importance", _as_str),
+    Key("detect.quarantine", _as_str),
+    Key("detect.namespace", _as_namespace),
+    Key("detect.workdir", _as_str),
+    Key("detect.checkpoint", _as_str),
+    Key("detect.master", _as_str),
+    Key("detect.trigger", parse_duration),
+    Key("detect.max_chunks_per_batch", _as_non_negative_int),
+    Key("detect.spark_ui", _as_bool),
+    Key("output.batch_size", _as_positive_int),
+    Key("output.max_wait", parse_duration),
+    Key("output.timezone", _as_zone),
     Key("s3.endpoint_url", _as_str),
     Key("s3.region", _as_str),
     Key("s3.access_key_id", _as_str),
@@ -117,9 +167,38 @@ KEYS_BY_NAME: Final = {k.name: k for k in KEYS}
 DEFAULTS: Final[Mapping[str, object]] = {
     "publish.chunk_rows": 10_000,
     "publish.interval": Decimal(1),
+    "detect.namespace": "default",
+    "detect.workdir": "./txp-data",
+    "detect.master": "local[*]",
+    "detect.trigger": Decimal(1),
+    "detect.max_chunks_per_batch": 0,
+    "detect.spark_ui": False,
+    "output.batch_size": 50,
+    "output.max_wait": Decimal(5),
+    "output.timezone": "Asia/Kolkata",
 }
 # Short spellings people reach for first; the long form wins when both are set.
 ENV_ALIASES: Final = {"TXP_PRESET": "patterns.preset"}
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """Where the detector reads and writes, and how it runs."""
+
+    input: str | None = None
+    output: str | None = None
+    importance: str | None = None
+    quarantine: str | None = None
+    namespace: str = "default"
+    workdir: str = "./txp-data"
+    checkpoint: str | None = None
+    master: str = "local[*]"
+    trigger: Decimal = Decimal(1)
+    max_chunks_per_batch: int = 0
+    spark_ui: bool = False
+    batch_size: int = 50
+    max_wait: Decimal = Decimal(5)
+    timezone: str = "Asia/Kolkata"
 
 
 @dataclass(frozen=True)
@@ -135,6 +214,7 @@ class Settings:
     s3_secret_access_key: str | None = None
     publish_chunk_rows: int = 10_000
     publish_interval: Decimal = Decimal(1)
+    detect: DetectSettings = field(default_factory=DetectSettings)
     values: Mapping[str, object] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -237,6 +317,22 @@ def build(
         s3_secret_access_key=optional("s3.secret_access_key"),
         publish_chunk_rows=cast(int, effective["publish.chunk_rows"]),
         publish_interval=cast(Decimal, effective["publish.interval"]),
+        detect=DetectSettings(
+            input=optional("detect.input"),
+            output=optional("detect.output"),
+            importance=optional("detect.importance"),
+            quarantine=optional("detect.quarantine"),
+            namespace=cast(str, effective["detect.namespace"]),
+            workdir=cast(str, effective["detect.workdir"]),
+            checkpoint=optional("detect.checkpoint"),
+            master=cast(str, effective["detect.master"]),
+            trigger=cast(Decimal, effective["detect.trigger"]),
+            max_chunks_per_batch=cast(int, effective["detect.max_chunks_per_batch"]),
+            spark_ui=cast(bool, effective["detect.spark_ui"]),
+            batch_size=cast(int, effective["output.batch_size"]),
+            max_wait=cast(Decimal, effective["output.max_wait"]),
+            timezone=cast(str, effective["output.timezone"]),
+        ),
         values=effective,
         sources=sources,
     )
@@ -249,6 +345,8 @@ def mask_dsn(dsn: str) -> str:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'

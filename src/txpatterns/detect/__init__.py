@@ -1,0 +1,1 @@
+"""Mechanism Y: the streaming detector (Spark source, batch processing, output writer)."""

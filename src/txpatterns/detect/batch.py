@@ -1,0 +1,178 @@
+"""One micro-batch in Spark: parse and validate lines, aggregate per chunk, quarantine the rest.
+
+The rules are docs/patterns.md's data contract written as Spark SQL, from the same constants as
+schema.py but not the same code, so that `verify` checks one against the other. Only
+aggregates reach the driver; invalid rows are written to the quarantine by the executors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from txpatterns.schema import (
+    AGES,
+    AMOUNT_PATTERN,
+    GENDERS,
+    STEP_PATTERN,
+    TRANSACTION_COLUMNS,
+    WRONG_HEADER,
+)
+from txpatterns.state.store import STAGE_COLUMNS, ChunkTotals
+from txpatterns.store import PART, SUCCESS, Store, chunk_folder, join
+
+QUARANTINE_COLUMNS: Final = ("chunk", "file", "line", "column", "reason", "raw")
+_FIELDS: Final = len(TRANSACTION_COLUMNS)
+
+
+def _java_regex(pattern: str) -> str:
+    # Python's `$` and Java's `$` both accept a trailing line break; \z does not.
+    return pattern.removesuffix("$") + r"\z"
+
+
+def _unquote(value: Column) -> Column:
+    first = F.substring(value, 1, 1)
+    quoted = (F.length(value) >= 2) & (first == F.substring(value, -1, 1)) & first.isin("'", '"')
+    return F.when(quoted, value.substr(F.lit(2), F.length(value) - 2)).otherwise(value)
+
+
+def _quoted(value: Column) -> Column:
+    return F.concat(F.lit("'"), value, F.lit("'"))
+
+
+def parse(lines: DataFrame) -> DataFrame:
+    """Add the unquoted fields, the first failing column and the reason (null when valid)."""
+    fields = F.split(F.col("line"), ",", -1)
+    named = {
+        name: _unquote(F.try_element_at(fields, F.lit(i + 1)))
+        for i, name in enumerate(TRANSACTION_COLUMNS)
+    }
+    step, customer, age, gender = named["step"], named["customer"], named["age"], named["gender"]
+    merchant, amount = named["merchant"], named["amount"]
+    checks: list[tuple[Column, str | None, Column]] = [
+        (~F.col("header_ok"), None, F.lit(WRONG_HEADER)),
+        (
+            F.size(fields) != _FIELDS,
+            None,
+            F.concat(F.lit(f"expected {_FIELDS} fields, found "), F.size(fields).cast("string")),
+        ),
+        (
+            ~step.rlike(_java_regex(STEP_PATTERN)),
+            "step",
+            F.concat(F.lit("not a non-negative integer: "), _quoted(step)),
+        ),
+        (customer == "", "customer", F.lit("empty")),
+        (~age.isin(*AGES), "age", F.concat(F.lit(f"not one of {', '.join(AGES)}: "), _quoted(age))),
+        (
+            ~gender.isin(*GENDERS),
+            "gender",
+            F.concat(F.lit(f"not one of {', '.join(GENDERS)}: "), _quoted(gender)),
+        ),
+        (merchant == "", "merchant", F.lit("empty")),
+        (
+            ~amount.rlike(_java_regex(AMOUNT_PATTERN)),
+            "amount",
+            F.concat(F.lit("not a non-negative decimal: "), _quoted(amount)),
+        ),
+    ]
+    reason: Any = F
+    column: Any = F
+    for condition, name, message in checks:
+        reason = reason.when(condition, message)
+        column = column.when(condition, F.lit(name))
+    valid = F.col("reason").isNull() & ~F.col("marker")
+    return (
+        lines.withColumn("reason", F.when(F.col("marker"), None).otherwise(reason))
+        .withColumn("column", F.when(F.col("marker"), None).otherwise(column))
+        .withColumn("valid", valid)
+        .withColumn("customer", F.when(valid, customer))
+        .withColumn("merchant", F.when(valid, merchant))
+        .withColumn("gender", F.when(valid, gender))
+        .withColumn("amount", F.when(valid, amount.cast("decimal(38,18)")))
+    )
+
+
+def aggregate(parsed: DataFrame) -> DataFrame:
+    """One pass: per (chunk, merchant, customer) deltas and per-chunk row counts."""
+    valid = F.col("valid")
+    return parsed.groupingSets(
+        [["chunk", "merchant", "customer"], ["chunk"]], "chunk", "merchant", "customer"
+    ).agg(
+        F.grouping_id().alias("level"),
+        F.sum(F.when(valid, 1).otherwise(0)).cast("long").alias("n"),
+        F.sum("amount").alias("amount"),
+        F.max(valid & (F.col("gender") == "F")).alias("has_f"),
+        F.max(valid & (F.col("gender") == "M")).alias("has_m"),
+        F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).cast("long").alias("invalid"),
+        F.min("path").alias("path"),
+    )
+
+
+@dataclass
+class BatchAggregates:
+    """What the driver receives for a batch: per-chunk totals and the pair deltas."""
+
+    chunks: list[ChunkTotals]
+    pairs: pa.Table
+
+    def stage_csv(self) -> Iterator[bytes]:
+        """The pair deltas as header-less CSV in STAGE_COLUMNS order, for COPY."""
+        buffer = io.BytesIO()
+        pacsv.write_csv(
+            self.pairs.select(list(STAGE_COLUMNS)),
+            buffer,
+            write_options=pacsv.WriteOptions(include_header=False),
+        )
+        yield buffer.getvalue()
+
+
+def collect(aggregated: DataFrame) -> BatchAggregates:
+    """Bring the aggregates to the driver through Arrow."""
+    table = aggregated.toArrow()
+    per_chunk = table.filter(pc.not_equal(table["level"], 0))
+    pairs = table.filter(pc.and_(pc.equal(table["level"], 0), pc.greater(table["n"], 0)))
+    chunks = sorted(
+        ChunkTotals(int(r["chunk"]), str(r["path"]), int(r["n"]), int(r["invalid"]))
+        for r in per_chunk.to_pylist()
+    )
+    return BatchAggregates(chunks, pairs)
+
+
+def quarantine_writer(store: Store, quarantine: str) -> Any:
+    """A function for foreachPartition that writes each chunk's invalid rows as one CSV file."""
+
+    def write(rows: Iterable[Any]) -> None:
+        by_chunk: dict[int, list[Any]] = {}
+        for row in rows:
+            by_chunk.setdefault(row["chunk"], []).append(row)
+        for index, chunk_rows in by_chunk.items():
+            chunk_rows.sort(key=lambda r: (r["part"], r["line_no"]))
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(QUARANTINE_COLUMNS)
+            for r in chunk_rows:
+                writer.writerow(
+                    [index, r["part"], r["line_no"], r["column"] or "", r["reason"], r["line"]]
+                )
+            folder = join(quarantine, chunk_folder(index))
+            store.write_bytes(join(folder, PART), text.getvalue().encode("utf-8"))
+            store.write_bytes(join(folder, SUCCESS), b"")
+
+    return write
+
+
+def write_quarantine(parsed: DataFrame, store: Store, quarantine: str) -> None:
+    """Write the invalid rows of every chunk in the batch, from the executors."""
+    invalid = parsed.where(F.col("reason").isNotNull()).select(
+        "chunk", "part", "line_no", "column", "reason", "line"
+    )
+    invalid.repartition("chunk").foreachPartition(quarantine_writer(store, quarantine))

@@ -1,0 +1,245 @@
+"""Run the detector: state and importance up front, then the stream, then the last files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from txpatterns.detect.faults import Crash, no_crash
+from txpatterns.errors import TxpError
+from txpatterns.patterns import Thresholds
+from txpatterns.schema import Rejected, read_importance
+from txpatterns.settings import DetectSettings
+from txpatterns.state.db import StateError
+from txpatterns.state.store import StateStore, digest_lines
+from txpatterns.store import Store, is_local, join
+
+
+@dataclass
+class Progress:
+    """What the detector has done so far in this run."""
+
+    batches: int = 0
+    chunks_applied: int = 0
+    chunks_skipped: int = 0
+    last_chunk: int | None = None
+    valid_rows: int = 0
+    invalid_rows: int = 0
+    new_detections: int = 0
+    files_written: int = 0
+    detections: dict[str, int] = field(default_factory=dict)
+
+
+class DetectError(TxpError):
+    """The detector stopped on an error it cannot recover from."""
+
+
+def quarantine_location(settings: DetectSettings, output: str) -> str:
+    """The quarantine prefix: as set, or a folder named `quarantine` beside the output."""
+    if settings.quarantine:
+        return settings.quarantine
+    parent = output.rstrip("/").rsplit("/", 1)[0] if "/" in output.rstrip("/") else "."
+    return join(parent, "quarantine")
+
+
+def _load_importance(state: StateStore, store: Store, url: str, quarantine: str) -> int:
+    with store.open_source(url) as (stream, _):
+        data = stream.read()
+    digest = digest_lines([data])
+    if state.meta("importance_digest") == digest:
+        return 0
+    rejected: list[Rejected] = []
+
+    def valid_rows() -> Any:
+        text = io.StringIO(data.decode("utf-8"), newline="")
+        for row in read_importance(text, url):
+            if isinstance(row, Rejected):
+                rejected.append(row)
+            else:
+                yield row
+
+    rows: Any = valid_rows()
+    loaded = state.load_importance(rows, digest)
+    if rejected:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["line", "column", "reason", "raw"])
+        writer.writerows([r.line, r.column or "", r.message, r.raw] for r in rejected)
+        store.write_bytes(join(quarantine, "importance.csv"), out.getvalue().encode("utf-8"))
+    return loaded
+
+
+class Detector:
+    """One detector process on one namespace."""
+
+    def __init__(
+        self,
+        settings: DetectSettings,
+        thresholds: Thresholds,
+        store: Store,
+        *,
+        dsn: str,
+        crash: Crash = no_crash,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        if not (settings.input and settings.output and settings.importance):
+            raise DetectError("detect needs --input, --output and --importance (or settings)")
+        self.settings = settings
+        self.input: str = settings.input
+        self.output: str = settings.output
+        self.importance: str = settings.importance
+        self.quarantine = quarantine_location(settings, self.output)
+        self.thresholds = thresholds
+        self.store = store
+        self.crash = crash
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self.y_start = datetime.now(UTC).replace(microsecond=0)
+        self.lock = threading.RLock()
+        self.state = StateStore(dsn, settings.namespace)
+        if not self.state.acquire_writer_lock():
+            self.state.close()
+            raise StateError(
+                f"another detector is running on namespace {settings.namespace!r} "
+                "(it holds the namespace's PostgreSQL advisory lock); stop it first, or use "
+                "another --namespace"
+            )
+        from txpatterns.detect.writer import OutputWriter
+
+        self.writer = OutputWriter(
+            self.state,
+            store,
+            self.output,
+            zone=ZoneInfo(settings.timezone),
+            batch_size=settings.batch_size,
+            max_wait=timedelta(seconds=float(settings.max_wait)),
+            crash=crash,
+        )
+
+    def close(self) -> None:
+        self.state.close()
+
+    def prepare(self) -> None:
+        """Check the thresholds, load the importance file, finish any interrupted file."""
+        self.state.check_thresholds(self.thresholds)
+        _load_importance(self.state, self.store, self.importance, self.quarantine)
+        self.progress.files_written += self.writer.recover()
+        self.progress.detections = self.state.detection_counts()
+
+    def checkpoint(self) -> str:
+        if self.settings.checkpoint:
+            return self.settings.checkpoint
+        return str(Path(self.settings.workdir) / "checkpoints" / self.settings.namespace)
+
+    def process_batch(self, lines: Any, batch_id: int) -> None:
+        """foreachBatch: aggregate in Spark, then apply chunk by chunk in index order."""
+        from pyspark.sql import functions as F
+
+        from txpatterns.detect import batch
+
+        started = time.perf_counter()
+        with self.lock:
+            applied = self.state.applied_chunks()
+        fresh = lines.where(~F.col("chunk").isin(sorted(applied))) if applied else lines
+        parsed = batch.parse(fresh)
+        aggregates = batch.collect(batch.aggregate(parsed))
+        if not aggregates.chunks:
+            return
+        if any(c.invalid for c in aggregates.chunks):
+            batch.write_quarantine(parsed, self.store, self.quarantine)
+        spark_seconds = time.perf_counter() - started
+        with self.lock:
+            self.state.stage(aggregates.stage_csv())
+            self.crash("after-stage")
+            share = Decimal(spark_seconds / len(aggregates.chunks)).quantize(Decimal("0.001"))
+            for totals in aggregates.chunks:
+                t0 = time.perf_counter()
+                new = self.state.apply_chunk(
+                    totals,
+                    self.thresholds,
+                    batch_id=batch_id,
+                    y_start=self.y_start,
+                    seconds=share + Decimal(time.perf_counter() - t0).quantize(Decimal("0.001")),
+                )
+                if new is None:
+                    self.progress.chunks_skipped += 1
+                    continue
+                self.crash("after-commit")
+                p = self.progress
+                p.chunks_applied += 1
+                p.last_chunk = totals.index
+                p.valid_rows += totals.valid
+                p.invalid_rows += totals.invalid
+                p.new_detections += new
+            self.progress.batches += 1
+            self.progress.files_written += self.writer.flush()
+            self.progress.detections = self.state.detection_counts()
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def flush_due(self, *, partial: bool = False) -> None:
+        """Write the files that are full, overdue, or (with `partial`) all that is pending."""
+        with self.lock:
+            self.progress.files_written += self.writer.flush(partial=partial)
+
+    def run(self, spark: Any, *, until_idle: bool, stop: threading.Event | None = None) -> Progress:
+        """Run the stream until idle, or until `stop` is set; then write what is pending."""
+        self.prepare()
+        stream = (
+            spark.readStream.format("txpatterns_chunks")
+            .option("path", self.input)
+            .option("start_chunk", str(self.state.next_chunk()))
+            .option("max_chunks_per_batch", str(self.settings.max_chunks_per_batch))
+            .option("store_secret_options", json.dumps(self.store.options))
+            .load()
+        )
+        checkpoint = self.checkpoint()
+        if is_local(checkpoint):
+            Path(checkpoint).mkdir(parents=True, exist_ok=True)
+        writer = stream.writeStream.foreachBatch(self.process_batch).option(
+            "checkpointLocation", checkpoint
+        )
+        if until_idle:
+            query = writer.trigger(availableNow=True).start()
+            self._await(query, stop)
+        else:
+            seconds = float(self.settings.trigger)
+            query = writer.trigger(processingTime=f"{max(seconds, 0.05)} seconds").start()
+            self._await(query, stop)
+        self.flush_due(partial=True)
+        return self.progress
+
+    def _await(self, query: Any, stop: threading.Event | None) -> None:
+        from pyspark.errors import StreamingQueryException
+
+        try:
+            while query.isActive:
+                if stop is not None and stop.is_set():
+                    # Let the batch in hand finish before stopping.
+                    while query.status.get("isTriggerActive") and query.isActive:
+                        time.sleep(0.05)
+                    query.stop()
+                    break
+                query.awaitTermination(0.25)
+                self.flush_due()
+            query.awaitTermination()
+        except StreamingQueryException as exc:
+            raise DetectError(f"the detector stopped: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("\tat "):
+            return line.strip()
+    return type(exc).__name__

@@ -1,0 +1,1 @@
+"""PostgreSQL state: migrations, the embedded server, and the namespace's state store."""

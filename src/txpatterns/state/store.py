@@ -1,0 +1,395 @@
+"""The state store of one namespace: running statistics, ledger, detections, output files.
+
+Everything the patterns need lives here, and every chunk is applied, evaluated and recorded
+in one transaction, so that a crash leaves either all of a chunk or none of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Final
+
+import psycopg
+
+from txpatterns.patterns import CHILD, DEI_NEEDED, UPGRADE, Thresholds
+from txpatterns.schema import Importance
+from txpatterns.state.db import StateError, connect, migrate, use_namespace
+
+Row = tuple[Any, ...]
+
+STAGE_COLUMNS: Final = ("chunk", "merchant", "customer", "n", "amount", "has_f", "has_m")
+
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS stage (
+    chunk integer NOT NULL, merchant text NOT NULL, customer text NOT NULL,
+    n bigint NOT NULL, amount numeric NOT NULL, has_f boolean NOT NULL, has_m boolean NOT NULL
+);
+CREATE TEMP TABLE IF NOT EXISTS stage_importance (
+    merchant text NOT NULL, customer text NOT NULL, weight numeric NOT NULL
+);
+"""
+
+# New pairs take their weight from the importance table; merchant counters change by what
+# the chunk adds, computed against the pairs as they were before it (one statement, one
+# snapshot).
+_APPLY = """
+WITH d AS (
+    SELECT s.merchant, s.customer, s.n, s.amount, s.has_f, s.has_m,
+           p.customer IS NULL AS is_new,
+           coalesce(p.has_f, false) AS had_f, coalesce(p.has_m, false) AS had_m,
+           i.w
+    FROM stage s
+    LEFT JOIN pairs p ON p.merchant = s.merchant AND p.customer = s.customer
+    LEFT JOIN importance i ON i.merchant = s.merchant AND i.customer = s.customer
+    WHERE s.chunk = %(chunk)s
+), merchant_delta AS (
+    INSERT INTO merchants AS t (merchant, n, customers, weighted, female, male)
+    SELECT merchant, sum(n),
+           count(*) FILTER (WHERE is_new),
+           count(*) FILTER (WHERE is_new AND w IS NOT NULL),
+           count(*) FILTER (WHERE has_f AND NOT had_f),
+           count(*) FILTER (WHERE has_m AND NOT had_m)
+    FROM d GROUP BY merchant
+    ON CONFLICT (merchant) DO UPDATE SET
+        n = t.n + excluded.n,
+        customers = t.customers + excluded.customers,
+        weighted = t.weighted + excluded.weighted,
+        female = t.female + excluded.female,
+        male = t.male + excluded.male
+)
+INSERT INTO pairs AS t (merchant, customer, n, amount, has_f, has_m, w)
+SELECT merchant, customer, n, amount, has_f, has_m, w FROM d
+ON CONFLICT (merchant, customer) DO UPDATE SET
+    n = t.n + excluded.n,
+    amount = t.amount + excluded.amount,
+    has_f = t.has_f OR excluded.has_f,
+    has_m = t.has_m OR excluded.has_m
+"""
+
+# k = max(1, ceil(p/q * size / 100)) in integers: ceil(a / b) = div(a + b - 1, b) for a >= 0.
+_UPGRADE = f"""
+WITH touched AS (
+    SELECT m.merchant, m.n AS merchant_n, m.customers, m.weighted,
+           greatest(1, div(%(top_num)s::numeric * m.customers + 100 * %(top_den)s::numeric - 1,
+                           100 * %(top_den)s::numeric))::bigint AS k,
+           greatest(1, div(%(bottom_num)s::numeric * m.weighted + 100 * %(bottom_den)s::numeric - 1,
+                           100 * %(bottom_den)s::numeric))::bigint AS j
+    FROM merchants m
+    WHERE m.merchant IN (SELECT merchant FROM stage WHERE chunk = %(chunk)s)
+      AND m.n > %(upgrade_min)s AND m.weighted > 0
+), cut AS (
+    SELECT t.*,
+           (SELECT p.n FROM pairs p WHERE p.merchant = t.merchant
+            ORDER BY p.n DESC OFFSET t.k - 1 LIMIT 1) AS n_cut,
+           (SELECT p.w FROM pairs p WHERE p.merchant = t.merchant AND p.w IS NOT NULL
+            ORDER BY p.w OFFSET t.j - 1 LIMIT 1) AS w_cut
+    FROM touched t
+)
+INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
+SELECT '{UPGRADE}', p.customer, p.merchant, %(chunk)s, %(y_start)s,
+       jsonb_build_object(
+           'N', c.merchant_n, 'n', p.n, 'k', c.k, 'customers', c.customers, 'n_cut', c.n_cut,
+           'w', trim_scale(p.w)::text, 'j', c.j, 'weighted', c.weighted,
+           'w_cut', trim_scale(c.w_cut)::text)
+FROM cut c
+JOIN pairs p ON p.merchant = c.merchant AND p.n >= c.n_cut AND p.w <= c.w_cut
+ORDER BY p.merchant, p.customer
+ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
+"""
+
+_CHILD = f"""
+INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
+SELECT '{CHILD}', p.customer, p.merchant, %(chunk)s, %(y_start)s,
+       jsonb_build_object('n', p.n, 'S', trim_scale(p.amount)::text,
+                          'average', trim_scale(round(p.amount / p.n, 6))::text)
+FROM stage s
+JOIN pairs p ON p.merchant = s.merchant AND p.customer = s.customer
+WHERE s.chunk = %(chunk)s
+  AND p.n > %(child_min)s
+  AND p.amount < %(child_max)s::numeric * p.n
+ORDER BY p.merchant, p.customer
+ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
+"""
+
+_DEI = f"""
+INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
+SELECT '{DEI_NEEDED}', '', m.merchant, %(chunk)s, %(y_start)s,
+       jsonb_build_object('F', m.female, 'M', m.male)
+FROM merchants m
+WHERE m.merchant IN (SELECT merchant FROM stage WHERE chunk = %(chunk)s)
+  AND m.female > %(dei_min)s
+  AND m.female < m.male
+ORDER BY m.merchant
+ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, order=True)
+class ChunkTotals:
+    """What one chunk held: its path and its valid and invalid row counts."""
+
+    index: int
+    path: str
+    valid: int
+    invalid: int
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A detection output file recorded in the state (complete once it has a completion time)."""
+
+    seq: int
+    name: str
+    created_at: datetime
+    completed_at: datetime | None
+    detections: int
+
+
+def thresholds_record(thresholds: Thresholds) -> str:
+    """The thresholds as the JSON text recorded in a namespace."""
+    return json.dumps({k: str(v) for k, v in vars(thresholds).items()}, sort_keys=True)
+
+
+def _parameters(thresholds: Thresholds) -> dict[str, object]:
+    top, bottom = Fraction(thresholds.upgrade_top_pct), Fraction(thresholds.upgrade_bottom_pct)
+    return {
+        "upgrade_min": thresholds.upgrade_min_merchant_txns,
+        "top_num": top.numerator,
+        "top_den": top.denominator,
+        "bottom_num": bottom.numerator,
+        "bottom_den": bottom.denominator,
+        "child_min": thresholds.child_min_txns,
+        "child_max": thresholds.child_max_avg_amount,
+        "dei_min": thresholds.dei_min_female_customers,
+    }
+
+
+class StateStore:
+    """One namespace's state, on one connection owned by one detector."""
+
+    def __init__(self, dsn: str, namespace: str) -> None:
+        self.dsn = dsn
+        self.namespace = namespace
+        self.conn = connect(dsn)
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        migrate(self.conn, namespace)
+        use_namespace(self.conn, namespace)
+        with self.conn.transaction():
+            self.conn.execute(_CREATE_STAGE)
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+
+    # One writer per namespace -------------------------------------------------------------
+
+    def acquire_writer_lock(self) -> bool:
+        """Take the namespace's advisory lock for this process; False if another holds it."""
+        self._lock_conn = connect(self.dsn, autocommit=True)
+        row = self._lock_conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+            (f"txpatterns/{self.namespace}",),
+        ).fetchone()
+        return bool(row and row[0])
+
+    # Run configuration ---------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        self.conn.commit()
+        return None if row is None else str(row[0])
+
+    def check_thresholds(self, thresholds: Thresholds) -> None:
+        """Record the thresholds on first use; refuse different ones later."""
+        record = thresholds_record(thresholds)
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('thresholds', %s) ON CONFLICT DO NOTHING",
+                (record,),
+            )
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'thresholds'").fetchone()
+        if row is None or row[0] != record:
+            raise StateError(
+                f"namespace {self.namespace!r} was started with other thresholds "
+                f"({row[0] if row else '?'}); detections depend on them, so use the same "
+                "settings or a new --namespace"
+            )
+
+    def load_importance(self, rows: Iterable[Importance], source_digest: str) -> int:
+        """Load w(c,m) once; refuse an importance file that differs from the one recorded.
+
+        Returns the number of pairs loaded now (0 when the same file was loaded before).
+        """
+        recorded = self.meta("importance_digest")
+        if recorded == source_digest:
+            return 0
+        if recorded is not None:
+            raise StateError(
+                f"namespace {self.namespace!r} was started with another importance file; "
+                "use that file or a new --namespace"
+            )
+        with self.conn.transaction():
+            self.conn.execute("TRUNCATE stage_importance")
+            with self.conn.cursor().copy(
+                "COPY stage_importance (merchant, customer, weight) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row((row.target, row.source, row.weight))
+            # Rounded to 60 places: distinct means of weights with at most 18 decimals and
+            # fewer than 10^12 rows each differ by more than 10^-42, so order and equality hold.
+            cursor = self.conn.execute(
+                """
+                INSERT INTO importance (merchant, customer, w_sum, w_count, w)
+                SELECT merchant, customer, sum(weight), count(*),
+                       round(sum(weight)::numeric(1000, 60) / count(*), 60)
+                FROM stage_importance GROUP BY merchant, customer
+                """
+            )
+            loaded = cursor.rowcount
+            self.conn.execute("TRUNCATE stage_importance")
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('importance_digest', %s)", (source_digest,)
+            )
+        return loaded
+
+    # The ledger ---------------------------------------------------------------------------
+
+    def applied_chunks(self) -> set[int]:
+        rows = self.conn.execute("SELECT chunk_index FROM chunks").fetchall()
+        self.conn.commit()
+        return {int(r[0]) for r in rows}
+
+    def next_chunk(self) -> int:
+        """The first chunk index not in the ledger."""
+        applied = self.applied_chunks()
+        index = 0
+        while index in applied:
+            index += 1
+        return index
+
+    # Applying chunks ----------------------------------------------------------------------
+
+    def stage(self, csv_text: Iterator[bytes]) -> None:
+        """Replace the staged deltas with CSV rows of STAGE_COLUMNS (no header)."""
+        with self.conn.transaction():
+            self.conn.execute("TRUNCATE stage")
+            columns = ", ".join(STAGE_COLUMNS)
+            with self.conn.cursor().copy(f"COPY stage ({columns}) FROM STDIN (FORMAT csv)") as copy:
+                for block in csv_text:
+                    copy.write(block)
+
+    def apply_chunk(
+        self,
+        totals: ChunkTotals,
+        thresholds: Thresholds,
+        *,
+        batch_id: int,
+        y_start: datetime,
+        seconds: Decimal,
+    ) -> int | None:
+        """Apply a staged chunk, evaluate what it touched and record it, in one transaction.
+
+        Returns the number of new detections, or None if the ledger already had the chunk.
+        """
+        parameters = {**_parameters(thresholds), "chunk": totals.index, "y_start": y_start}
+        with self.conn.transaction():
+            inserted = self.conn.execute(
+                """
+                INSERT INTO chunks (chunk_index, path, valid_rows, invalid_rows, batch_id, seconds)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_index) DO NOTHING
+                """,
+                (totals.index, totals.path, totals.valid, totals.invalid, batch_id, seconds),
+            ).rowcount
+            if inserted == 0:
+                return None
+            self.conn.execute(_APPLY, parameters)
+            new = 0
+            for statement in (_UPGRADE, _CHILD, _DEI):
+                new += self.conn.execute(statement, parameters).rowcount
+        return new
+
+    # Detections and output files -------------------------------------------------------------
+
+    def detection_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT pattern_id, count(*) FROM detections GROUP BY pattern_id"
+        ).fetchall()
+        self.conn.commit()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """How many detections wait for a file, and when the oldest of them was made."""
+        row = self.conn.execute(
+            "SELECT count(*), min(detected_at) FROM detections WHERE file_seq IS NULL"
+        ).fetchone()
+        self.conn.commit()
+        assert row is not None
+        return int(row[0]), row[1]
+
+    def assign_file(self, limit: int, name_for: Any) -> OutputFile | None:
+        """Record a new output file holding the oldest `limit` pending detections."""
+        with self.conn.transaction():
+            row = self.conn.execute(
+                "SELECT coalesce(max(seq) + 1, 0), clock_timestamp() FROM output_files"
+            ).fetchone()
+            assert row is not None
+            seq, now = int(row[0]), row[1]
+            name = name_for(seq, now)
+            self.conn.execute(
+                "INSERT INTO output_files (seq, name, created_at, detections) "
+                "VALUES (%s, %s, %s, 0)",
+                (seq, name, now),
+            )
+            count = self.conn.execute(
+                """
+                UPDATE detections SET file_seq = %s WHERE id IN (
+                    SELECT id FROM detections WHERE file_seq IS NULL ORDER BY id LIMIT %s)
+                """,
+                (seq, limit),
+            ).rowcount
+            if count == 0:
+                raise psycopg.Rollback()
+            self.conn.execute(
+                "UPDATE output_files SET detections = %s WHERE seq = %s", (count, seq)
+            )
+            return OutputFile(seq, name, now, None, count)
+        return None
+
+    def incomplete_files(self) -> list[OutputFile]:
+        rows = self.conn.execute(
+            "SELECT seq, name, created_at, completed_at, detections FROM output_files "
+            "WHERE completed_at IS NULL ORDER BY seq"
+        ).fetchall()
+        self.conn.commit()
+        return [OutputFile(*r) for r in rows]
+
+    def file_detections(self, seq: int) -> list[Row]:
+        """(y_start, detected_at, pattern_id, customer, merchant) of a file's detections."""
+        rows = self.conn.execute(
+            "SELECT y_start, detected_at, pattern_id, customer, merchant FROM detections "
+            "WHERE file_seq = %s ORDER BY id",
+            (seq,),
+        ).fetchall()
+        self.conn.commit()
+        return rows
+
+    def complete_file(self, seq: int) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "UPDATE output_files SET completed_at = clock_timestamp() WHERE seq = %s", (seq,)
+            )
+
+
+def digest_lines(lines: Iterable[bytes]) -> str:
+    """A SHA-256 of some bytes, for recognising the same importance file again."""
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line)
+    return h.hexdigest()
