@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO := txp-data/demo
 
 .PHONY: demo test lint check-python check-java bench clean
 
@@ -27,11 +26,9 @@ $(BIN)/.installed-dev: pyproject.toml | check-python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(BIN)/.installed $@
 
-# Until the detector lands, the demo replays the published stream with the reference engine.
+# The main job: generate, publish and detect side by side on embedded defaults, then verify.
 demo: check-java $(BIN)/.installed
-	@test -f $(DEMO)/transactions.csv || $(BIN)/txpatterns generate --out $(DEMO)
-	$(BIN)/txpatterns publish --source $(DEMO)/transactions.csv --to $(DEMO)/input --interval 0
-	$(BIN)/txpatterns verify --input $(DEMO)/input --importance $(DEMO)/CustomerImportance.csv
+	$(BIN)/txpatterns run
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check src tests bench

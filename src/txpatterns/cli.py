@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from tqdm import tqdm
@@ -243,10 +247,24 @@ def verify(
         txpatterns verify --input txp-data/input --importance data/CustomerImportance.csv \\
             --output txp-data/output
     """
+    if not report_verification(
+        settings, make_store(settings), input_url, importance, output_url, emit_file
+    ):
+        sys.exit(EXIT_DIFFERENT)
+
+
+def report_verification(
+    settings: Settings,
+    objects: store.Store,
+    input_url: str,
+    importance: str,
+    output_url: str | None,
+    emit_file: str | None = None,
+) -> bool:
+    """Print the reference replay and, given an output, its diff; False when they differ."""
     from txpatterns import reference
     from txpatterns import verify as verification
 
-    objects = make_store(settings)
     chunks = objects.list_chunks(input_url)
     if not chunks:
         raise UserError(
@@ -289,7 +307,7 @@ def verify(
             verification.write_detections(f, replay.detections)
         click.echo(f"Wrote the reference detections to {emit_file}")
     if output_url is None:
-        return
+        return True
     diff = verification.compare(replay.detections, verification.read_output(output_url, objects))
     out = diff.output
     click.echo(
@@ -309,12 +327,12 @@ def verify(
         click.echo(f"  bad row    {name}:{line}: {message}")
     if diff.agrees:
         click.echo("OK: the output equals the reference exactly.")
-        return
+        return True
     click.echo(
         f"DIFFERENT: {len(diff.missing)} missing, {len(diff.extra)} extra, "
         f"{len(diff.duplicated)} duplicated, {len(out.problems)} bad rows."
     )
-    sys.exit(EXIT_DIFFERENT)
+    return False
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -404,6 +422,208 @@ def publish(
 
 def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+DETECT_FLAGS: Final = {
+    "input_url": "detect.input",
+    "output_url": "detect.output",
+    "importance": "detect.importance",
+    "quarantine": "detect.quarantine",
+    "postgres": "postgres.dsn",
+    "namespace": "detect.namespace",
+    "workdir": "detect.workdir",
+    "checkpoint": "detect.checkpoint",
+    "master": "detect.master",
+    "trigger": "detect.trigger",
+    "max_chunks_per_batch": "detect.max_chunks_per_batch",
+}
+
+
+@contextmanager
+def postgres_dsn(settings: Settings) -> Iterator[str]:
+    """The configured PostgreSQL, or an embedded one under the working folder."""
+    if settings.postgres_dsn:
+        yield settings.postgres_dsn
+        return
+    from txpatterns.state import embedded
+
+    dsn, server = embedded.start(Path(settings.detect.workdir) / "postgres")
+    try:
+        yield dsn
+    finally:
+        del server
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C or SIGTERM; a second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo("Stopping after the batch in hand (Ctrl-C again to abort)...", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _detections_line(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{ACTION_TYPES[p]} {counts.get(p, 0):,}" for p in ACTION_TYPES)
+
+
+@cli.command()
+@click.option("--input", "input_url", help="Input prefix: a folder or s3://bucket/prefix.")
+@click.option("--output", "output_url", help="Output prefix for the detection files.")
+@click.option("--importance", help="Importance CSV: a path or s3:// URL.")
+@click.option("--quarantine", help="Prefix for invalid rows [default: quarantine beside --output].")
+@click.option("--postgres", help="PostgreSQL DSN [default: an embedded server in --workdir].")
+@click.option("--namespace", help="Name of this pipeline's state in PostgreSQL [default: default].")
+@click.option("--workdir", help="Folder for the embedded database and checkpoints [./txp-data].")
+@click.option("--checkpoint", help="Spark checkpoint location [WORKDIR/checkpoints/NAMESPACE].")
+@click.option("--master", help="Spark master URL [default: local[*]].")
+@click.option("--trigger", help='Micro-batch interval in continuous mode [default: "1s"].')
+@click.option("--max-chunks-per-batch", help="At most this many chunks per micro-batch [0: all].")
+@click.option("--until-idle", is_flag=True, help="Process the chunks there now, write, and exit.")
+@click.option("--crash-at", hidden=True, help="Tests only: SIGKILL at a named point (POINT[:N]).")
+@settings_options(flags=DETECT_FLAGS)
+def detect(settings: Settings, until_idle: bool, crash_at: str | None) -> None:
+    """Detect the patterns in the chunk stream (the brief's Mechanism Y).
+
+    Spark reads every complete chunk in index order, the running statistics live in
+    PostgreSQL, and each new detection is written once, 50 to a file, as
+    OUTPUT/pattern_detected_<time>_<n>.csv/part-00000.csv. It runs until Ctrl-C, or with
+    --until-idle until the chunks there now are done (for cron or a Databricks job).
+
+    Example:
+
+        txpatterns detect --input txp-data/streaming/input --output txp-data/streaming/output \
+            --importance data/CustomerImportance.csv --until-idle
+    """
+    from txpatterns.detect.faults import crash_at as crash_hook
+    from txpatterns.detect.faults import no_crash
+    from txpatterns.detect.runner import Detector, Progress
+    from txpatterns.detect.spark import session
+
+    interactive = sys.stderr.isatty()
+
+    def on_progress(p: Progress) -> None:
+        line = (
+            f"chunks applied {p.chunks_applied:,} (last {p.last_chunk}), rows "
+            f"{p.valid_rows:,} valid / {p.invalid_rows:,} invalid, detections: "
+            f"{_detections_line(p.detections)}, files {p.files_written}"
+        )
+        click.echo(("\r" + line) if interactive else line, err=True, nl=not interactive)
+
+    objects = make_store(settings)
+    with postgres_dsn(settings) as dsn, stop_on_signals() as stop:
+        detector = Detector(
+            settings.detect,
+            settings.thresholds,
+            objects,
+            dsn=dsn,
+            crash=crash_hook(crash_at) if crash_at else no_crash,
+            on_progress=on_progress,
+        )
+        try:
+            spark = session(settings.detect.master, ui=settings.detect.spark_ui)
+            progress = detector.run(spark, until_idle=until_idle, stop=stop)
+        finally:
+            detector.close()
+    if interactive:
+        click.echo(err=True)
+    click.echo(
+        f"Applied {_plural(progress.chunks_applied, 'chunk')} "
+        f"({progress.valid_rows:,} valid rows, {progress.invalid_rows:,} invalid); "
+        f"detections: {_detections_line(progress.detections)}; "
+        f"{_plural(progress.files_written, 'output file')} written."
+    )
+
+
+@cli.command()
+@click.option("--rows", default=594_643, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int, help="Dataset seed.")
+@click.option("--interval", help='Time between published chunks [default: "1s"].')
+@click.option("--chunk-rows", help="Rows per chunk [default: 10000].")
+@click.option("--postgres", help="PostgreSQL DSN [default: an embedded server in --workdir].")
+@click.option("--workdir", help="Working folder for data, stream, database [./txp-data].")
+@click.option("--master", help="Spark master URL [default: local[*]].")
+@settings_options(
+    flags={
+        "interval": "publish.interval",
+        "chunk_rows": "publish.chunk_rows",
+        "postgres": "postgres.dsn",
+        "workdir": "detect.workdir",
+        "master": "detect.master",
+    }
+)
+def run(settings: Settings, rows: int, seed: int) -> None:
+    """Run the whole pipeline on this machine: generate, publish and detect together, verify.
+
+    The dataset is generated once (kept under WORKDIR/data-ROWS-SEED); the stream, the
+    namespace's state and the checkpoint start afresh on every run. The publisher and the
+    detector run side by side, as the brief's X and Y; when every chunk is applied, the
+    output is verified against the reference engine.
+
+    Example:
+
+        txpatterns run --rows 100000 --interval 250ms
+    """
+    from txpatterns.detect.spark import session
+    from txpatterns.run import RunLayout, RunStatus, ensure_data, run_pipeline
+
+    objects = make_store(settings)
+    layout = RunLayout(Path(settings.detect.workdir), rows, seed)
+    if ensure_data(layout, objects):
+        click.echo(f"Generated {rows:,} rows into {layout.data}")
+    chunks = -(-rows // settings.publish_chunk_rows)
+    interactive = sys.stderr.isatty()
+    last_shown = [0.0]
+
+    def on_status(status: RunStatus) -> None:
+        now = time.monotonic()
+        if not interactive and now - last_shown[0] < 5:
+            return
+        last_shown[0] = now
+        p = status.detector
+        line = (
+            f"[{now - status.started:5.0f}s] published {status.published}/{chunks}, applied "
+            f"{p.chunks_applied}/{chunks}, detections: {_detections_line(p.detections)}"
+        )
+        click.echo(("\r" + line) if interactive else line, err=True, nl=not interactive)
+
+    with postgres_dsn(settings) as dsn, stop_on_signals():
+        spark = session(settings.detect.master, ui=settings.detect.spark_ui)
+        status = run_pipeline(
+            layout,
+            replace(settings.detect, namespace="run"),
+            settings.thresholds,
+            objects,
+            spark,
+            dsn=dsn,
+            chunk_rows=settings.publish_chunk_rows,
+            interval=float(settings.publish_interval),
+            on_status=on_status,
+        )
+    if interactive:
+        click.echo(err=True)
+    p = status.detector
+    click.echo(
+        f"Published and applied {p.chunks_applied} chunks in "
+        f"{time.monotonic() - status.started:.0f} s; {p.files_written} output files under "
+        f"{layout.stream / 'output'}"
+    )
+    ok = report_verification(
+        settings, objects, str(layout.stream / "input"), str(layout.importance),
+        str(layout.stream / "output"),
+    )  # fmt: skip
+    if not ok:
+        sys.exit(EXIT_DIFFERENT)
 
 
 @cli.group(cls=Group)

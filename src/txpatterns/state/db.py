@@ -84,3 +84,13 @@ def use_namespace(conn: psycopg.Connection[Any], namespace: str) -> None:
     """Point the connection's unqualified table names at the namespace's schema."""
     conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name(namespace))))
     conn.commit()
+
+
+def drop_namespace(dsn: str, namespace: str) -> None:
+    """Delete a namespace's schema and everything in it."""
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema_name(namespace))
+            )
+        )

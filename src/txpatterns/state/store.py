@@ -74,7 +74,7 @@ ON CONFLICT (merchant, customer) DO UPDATE SET
 
 # k = max(1, ceil(p/q * size / 100)) in integers: ceil(a / b) = div(a + b - 1, b) for a >= 0.
 _UPGRADE = f"""
-WITH touched AS (
+WITH touched AS MATERIALIZED (
     SELECT m.merchant, m.n AS merchant_n, m.customers, m.weighted,
            greatest(1, div(%(top_num)s::numeric * m.customers + 100 * %(top_den)s::numeric - 1,
                            100 * %(top_den)s::numeric))::bigint AS k,
@@ -83,7 +83,7 @@ WITH touched AS (
     FROM merchants m
     WHERE m.merchant IN (SELECT merchant FROM stage WHERE chunk = %(chunk)s)
       AND m.n > %(upgrade_min)s AND m.weighted > 0
-), cut AS (
+), cut AS MATERIALIZED (
     SELECT t.*,
            (SELECT p.n FROM pairs p WHERE p.merchant = t.merchant
             ORDER BY p.n DESC OFFSET t.k - 1 LIMIT 1) AS n_cut,
@@ -284,6 +284,8 @@ class StateStore:
             with self.conn.cursor().copy(f"COPY stage ({columns}) FROM STDIN (FORMAT csv)") as copy:
                 for block in csv_text:
                     copy.write(block)
+            # Temporary tables get no statistics otherwise, and the plans need them.
+            self.conn.execute("ANALYZE stage")
 
     def apply_chunk(
         self,
