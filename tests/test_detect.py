@@ -1,0 +1,148 @@
+"""The detector against the reference engine, on a real Spark session and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pipeline import (
+    SCALED_50K,
+    make_stream,
+    output_agrees,
+    reference_detections,
+    run_detector,
+    state_detections,
+)
+from txpatterns.detect.runner import Detector
+from txpatterns.patterns import PATTERN_IDS, PRESETS
+from txpatterns.state.db import StateError, schema_name
+from txpatterns.store import LOCAL
+
+pytestmark = [pytest.mark.spark, pytest.mark.postgres]
+
+
+def test_seed_preset_on_1000_rows_equals_the_reference(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    stream = make_stream(tmp_path, rows=1000, chunk_rows=100)
+    thresholds = PRESETS["seed"]
+    progress = run_detector(spark, postgres_dsn, stream, namespace, thresholds)
+    assert progress.chunks_applied == 10
+    expected = reference_detections(stream, thresholds)
+    assert {p for p, *_ in expected} == set(PATTERN_IDS)
+    assert state_detections(postgres_dsn, namespace) == expected
+    agrees, summary = output_agrees(stream, thresholds)
+    assert agrees, summary
+
+
+@pytest.fixture(scope="module")
+def stream_50k(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return make_stream(tmp_path_factory.mktemp("s50k"), rows=50_000, chunk_rows=5_000, seed=3)
+
+
+def test_scaled_thresholds_on_50000_rows_fire_often_and_equal_the_reference(
+    spark: Any, postgres_dsn: str, namespace: str, stream_50k: Any, tmp_path: Path
+) -> None:
+    output = tmp_path / "output"
+    run_detector(spark, postgres_dsn, stream_50k, namespace, SCALED_50K, output=str(output))
+    expected = reference_detections(stream_50k, SCALED_50K)
+    per_pattern = Counter(p for p, *_ in expected)
+    assert all(per_pattern[p] >= 3 for p in PATTERN_IDS), per_pattern
+    assert state_detections(postgres_dsn, namespace) == expected
+    with psycopg.connect(postgres_dsn) as conn:
+        sizes = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT detections FROM {schema_name(namespace)}.output_files ORDER BY seq"
+            )
+        ]
+    # 50 to a file, the last one partial.
+    assert sizes and all(s == 50 for s in sizes[:-1]) and 0 < sizes[-1] <= 50
+    assert sum(sizes) == len(expected)
+
+
+def test_batching_does_not_change_the_result(
+    spark: Any, postgres_dsn: str, stream_50k: Any, tmp_path: Path
+) -> None:
+    from txpatterns.state.db import drop_namespace
+
+    results = []
+    for name, per_batch in (("b_one", 1), ("b_all", 0), ("b_three", 3)):
+        drop_namespace(postgres_dsn, name)
+        run_detector(
+            spark, postgres_dsn, stream_50k, name, SCALED_50K,
+            output=str(tmp_path / name), checkpoint=str(tmp_path / f"ck_{name}"),
+            max_chunks_per_batch=per_batch,
+        )  # fmt: skip
+        with psycopg.connect(postgres_dsn) as conn:
+            batches = conn.execute(
+                f"SELECT count(DISTINCT batch_id) FROM {schema_name(name)}.chunks"
+            ).fetchone()
+        results.append(
+            (per_batch, batches[0] if batches else 0, state_detections(postgres_dsn, name))
+        )
+        drop_namespace(postgres_dsn, name)
+    (_, one_batches, one), (_, all_batches, everything), (_, three_batches, three) = results
+    assert one_batches == 10 and all_batches == 1 and three_batches == 4
+    assert one == everything == three == reference_detections(stream_50k, SCALED_50K)
+
+
+def test_lost_checkpoint_double_counts_nothing(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    stream = make_stream(tmp_path, rows=3000, chunk_rows=500)
+    thresholds = PRESETS["seed"]
+    run_detector(spark, postgres_dsn, stream, namespace, thresholds)
+    shutil.rmtree(stream.checkpoint)
+    # More chunks arrive while the checkpoint is gone.
+    more = make_stream(tmp_path / "more", rows=3000, chunk_rows=500, seed=9)
+    for chunk in sorted(more.input.glob("chunk_*.csv")):
+        index = int(chunk.name.split("_")[1].split(".")[0]) + 6
+        shutil.copytree(chunk, stream.input / f"chunk_{index}.csv")
+    run_detector(spark, postgres_dsn, stream, namespace, thresholds)
+    with psycopg.connect(postgres_dsn) as conn:
+        totals = conn.execute(
+            f"SELECT count(*), sum(valid_rows) FROM {schema_name(namespace)}.chunks"
+        ).fetchone()
+        pairs = conn.execute(f"SELECT sum(n) FROM {schema_name(namespace)}.pairs").fetchone()
+    assert totals == (12, 6000)
+    assert pairs == (6000,)
+    assert state_detections(postgres_dsn, namespace) == reference_detections(stream, thresholds)
+    agrees, summary = output_agrees(stream, thresholds)
+    assert agrees, summary
+
+
+def test_a_second_detector_on_the_namespace_is_refused(
+    postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    stream = make_stream(tmp_path, rows=200, chunk_rows=100)
+    first = Detector(stream.settings(namespace), PRESETS["seed"], LOCAL, dsn=postgres_dsn)
+    try:
+        with pytest.raises(StateError, match="another detector is running on namespace"):
+            Detector(stream.settings(namespace), PRESETS["seed"], LOCAL, dsn=postgres_dsn)
+    finally:
+        first.close()
+    # Released with its connection: a new one may start.
+    Detector(stream.settings(namespace), PRESETS["seed"], LOCAL, dsn=postgres_dsn).close()
+
+
+def test_other_thresholds_on_a_used_namespace_are_refused(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    stream = make_stream(tmp_path, rows=200, chunk_rows=100)
+    run_detector(spark, postgres_dsn, stream, namespace, PRESETS["seed"])
+    with pytest.raises(StateError, match="other thresholds"):
+        run_detector(spark, postgres_dsn, stream, namespace, PRESETS["banksim"])
+
+
+def test_embedded_postgres_works_too(spark: Any, embedded_dsn: str, tmp_path: Path) -> None:
+    stream = make_stream(tmp_path, rows=1000, chunk_rows=250)
+    run_detector(spark, embedded_dsn, stream, "embedded", PRESETS["seed"])
+    assert state_detections(embedded_dsn, "embedded") == reference_detections(
+        stream, PRESETS["seed"]
+    )
