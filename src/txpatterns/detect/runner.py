@@ -38,6 +38,9 @@ class Progress:
     new_detections: int = 0
     files_written: int = 0
     detections: dict[str, int] = field(default_factory=dict)
+    spark_seconds: float = 0.0
+    database_seconds: float = 0.0
+    output_seconds: float = 0.0
 
 
 class DetectError(TxpError):
@@ -158,7 +161,9 @@ class Detector:
         if any(c.invalid for c in aggregates.chunks):
             batch.write_quarantine(parsed, self.store, self.quarantine)
         spark_seconds = time.perf_counter() - started
+        self.progress.spark_seconds += spark_seconds
         with self.lock:
+            database_started = time.perf_counter()
             self.state.stage(aggregates.stage_csv())
             self.crash("after-stage")
             share = Decimal(spark_seconds / len(aggregates.chunks)).quantize(Decimal("0.001"))
@@ -182,7 +187,10 @@ class Detector:
                 p.invalid_rows += totals.invalid
                 p.new_detections += new
             self.progress.batches += 1
+            output_started = time.perf_counter()
+            self.progress.database_seconds += output_started - database_started
             self.progress.files_written += self.writer.flush()
+            self.progress.output_seconds += time.perf_counter() - output_started
             self.progress.detections = self.state.detection_counts()
         if self.on_progress is not None:
             self.on_progress(self.progress)
