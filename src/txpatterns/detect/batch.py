@@ -49,71 +49,96 @@ def _quoted(value: Column) -> Column:
     return F.concat(F.lit("'"), value, F.lit("'"))
 
 
+_USED = ("step", "customer", "age", "gender", "merchant", "amount")
+
+
 def parse(lines: DataFrame) -> DataFrame:
-    """Add the unquoted fields, the first failing column and the reason (null when valid)."""
+    """Add the unquoted fields, the first failing column and the reason (null when valid).
+
+    Each stage is its own projection so that Spark computes a field once, not once per use.
+    """
     fields = F.split(F.col("line"), ",", -1)
-    named = {
-        name: _unquote(F.try_element_at(fields, F.lit(i + 1)))
-        for i, name in enumerate(TRANSACTION_COLUMNS)
-    }
-    step, customer, age, gender = named["step"], named["customer"], named["age"], named["gender"]
-    merchant, amount = named["merchant"], named["amount"]
+    split = lines.select(
+        "*",
+        F.size(fields).alias("field_count"),
+        *(
+            _unquote(F.try_element_at(fields, F.lit(TRANSACTION_COLUMNS.index(name) + 1))).alias(
+                f"f_{name}"
+            )
+            for name in _USED
+        ),
+    )
+    f = {name: F.col(f"f_{name}") for name in _USED}
     checks: list[tuple[Column, str | None, Column]] = [
         (~F.col("header_ok"), None, F.lit(WRONG_HEADER)),
         (
-            F.size(fields) != _FIELDS,
+            F.col("field_count") != _FIELDS,
             None,
-            F.concat(F.lit(f"expected {_FIELDS} fields, found "), F.size(fields).cast("string")),
+            F.concat(
+                F.lit(f"expected {_FIELDS} fields, found "), F.col("field_count").cast("string")
+            ),
         ),
         (
-            ~step.rlike(_java_regex(STEP_PATTERN)),
+            ~f["step"].rlike(_java_regex(STEP_PATTERN)),
             "step",
-            F.concat(F.lit("not a non-negative integer: "), _quoted(step)),
+            F.concat(F.lit("not a non-negative integer: "), _quoted(f["step"])),
         ),
-        (customer == "", "customer", F.lit("empty")),
-        (~age.isin(*AGES), "age", F.concat(F.lit(f"not one of {', '.join(AGES)}: "), _quoted(age))),
+        (f["customer"] == "", "customer", F.lit("empty")),
         (
-            ~gender.isin(*GENDERS),
+            ~f["age"].isin(*AGES),
+            "age",
+            F.concat(F.lit(f"not one of {', '.join(AGES)}: "), _quoted(f["age"])),
+        ),
+        (
+            ~f["gender"].isin(*GENDERS),
             "gender",
-            F.concat(F.lit(f"not one of {', '.join(GENDERS)}: "), _quoted(gender)),
+            F.concat(F.lit(f"not one of {', '.join(GENDERS)}: "), _quoted(f["gender"])),
         ),
-        (merchant == "", "merchant", F.lit("empty")),
+        (f["merchant"] == "", "merchant", F.lit("empty")),
         (
-            ~amount.rlike(_java_regex(AMOUNT_PATTERN)),
+            ~f["amount"].rlike(_java_regex(AMOUNT_PATTERN)),
             "amount",
-            F.concat(F.lit("not a non-negative decimal: "), _quoted(amount)),
+            F.concat(F.lit("not a non-negative decimal: "), _quoted(f["amount"])),
         ),
     ]
+    failed: Any = F
+    for number, (condition, _, _) in enumerate(checks, start=1):
+        failed = failed.when(condition, F.lit(number))
+    checked = split.select("*", F.when(~F.col("marker"), failed).alias("failed"))
     reason: Any = F
     column: Any = F
-    for condition, name, message in checks:
-        reason = reason.when(condition, message)
-        column = column.when(condition, F.lit(name))
-    valid = F.col("reason").isNull() & ~F.col("marker")
-    return (
-        lines.withColumn("reason", F.when(F.col("marker"), None).otherwise(reason))
-        .withColumn("column", F.when(F.col("marker"), None).otherwise(column))
-        .withColumn("valid", valid)
-        .withColumn("customer", F.when(valid, customer))
-        .withColumn("merchant", F.when(valid, merchant))
-        .withColumn("gender", F.when(valid, gender))
-        .withColumn("amount", F.when(valid, amount.cast("decimal(38,18)")))
+    for number, (_, name, message) in enumerate(checks, start=1):
+        reason = reason.when(F.col("failed") == number, message)
+        column = column.when(F.col("failed") == number, F.lit(name))
+    valid = F.col("failed").isNull() & ~F.col("marker")
+    return checked.select(
+        "chunk",
+        "path",
+        "part",
+        "line_no",
+        "line",
+        "marker",
+        reason.alias("reason"),
+        column.alias("column"),
+        valid.alias("valid"),
+        F.when(valid, f["customer"]).alias("customer"),
+        F.when(valid, f["merchant"]).alias("merchant"),
+        F.when(valid, f["gender"]).alias("gender"),
+        F.when(valid, f["amount"].cast("decimal(38,18)")).alias("amount"),
     )
 
 
 def aggregate(parsed: DataFrame) -> DataFrame:
-    """One pass: per (chunk, merchant, customer) deltas and per-chunk row counts."""
+    """One pass: deltas per (chunk, merchant, customer); invalid and marker rows fall into a
+    (chunk, null, null) group that carries the chunk's invalid count and path."""
     valid = F.col("valid")
-    return parsed.groupingSets(
-        [["chunk", "merchant", "customer"], ["chunk"]], "chunk", "merchant", "customer"
-    ).agg(
-        F.grouping_id().alias("level"),
+    return parsed.groupBy("chunk", "merchant", "customer").agg(
         F.sum(F.when(valid, 1).otherwise(0)).cast("long").alias("n"),
         F.sum("amount").alias("amount"),
         F.max(valid & (F.col("gender") == "F")).alias("has_f"),
         F.max(valid & (F.col("gender") == "M")).alias("has_m"),
         F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).cast("long").alias("invalid"),
-        F.min("path").alias("path"),
+        F.min(F.when(F.col("marker"), F.col("path"))).alias("path"),
     )
 
 
@@ -136,14 +161,14 @@ class BatchAggregates:
 
 
 def collect(aggregated: DataFrame) -> BatchAggregates:
-    """Bring the aggregates to the driver through Arrow."""
+    """Bring the aggregates to the driver through Arrow and total them per chunk."""
     table = aggregated.toArrow()
-    per_chunk = table.filter(pc.not_equal(table["level"], 0))
-    pairs = table.filter(pc.and_(pc.equal(table["level"], 0), pc.greater(table["n"], 0)))
+    totals = table.group_by("chunk").aggregate([("n", "sum"), ("invalid", "sum"), ("path", "min")])
     chunks = sorted(
-        ChunkTotals(int(r["chunk"]), str(r["path"]), int(r["n"]), int(r["invalid"]))
-        for r in per_chunk.to_pylist()
+        ChunkTotals(int(r["chunk"]), str(r["path_min"]), int(r["n_sum"]), int(r["invalid_sum"]))
+        for r in totals.to_pylist()
     )
+    pairs = table.filter(pc.greater(table["n"], 0))
     return BatchAggregates(chunks, pairs)
 
 
