@@ -4,6 +4,7 @@ one library function; domain errors become a clean message and a non-zero exit c
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import sys
@@ -12,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -424,6 +425,14 @@ def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Progress as human lines, or one JSON object a line for log shippers.",
+)
+
 DETECT_FLAGS: Final = {
     "input_url": "detect.input",
     "output_url": "detect.output",
@@ -491,8 +500,9 @@ def _detections_line(counts: Mapping[str, int]) -> str:
 @click.option("--max-chunks-per-batch", help="At most this many chunks per micro-batch [0: all].")
 @click.option("--until-idle", is_flag=True, help="Process the chunks there now, write, and exit.")
 @click.option("--crash-at", hidden=True, help="Tests only: SIGKILL at a named point (POINT[:N]).")
+@log_format_option
 @settings_options(flags=DETECT_FLAGS)
-def detect(settings: Settings, until_idle: bool, crash_at: str | None) -> None:
+def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_format: str) -> None:
     """Detect the patterns in the chunk stream (the brief's Mechanism Y).
 
     Spark reads every complete chunk in index order, the running statistics live in
@@ -510,9 +520,12 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None) -> None:
     from txpatterns.detect.runner import Detector, Progress
     from txpatterns.detect.spark import session
 
-    interactive = sys.stderr.isatty()
+    interactive = sys.stderr.isatty() and log_format == "text"
 
     def on_progress(p: Progress) -> None:
+        if log_format == "json":
+            click.echo(json.dumps({"event": "batch", **asdict(p)}), err=True)
+            return
         line = (
             f"chunks applied {p.chunks_applied:,} (last {p.last_chunk}), rows "
             f"{p.valid_rows:,} valid / {p.invalid_rows:,} invalid, detections: "
@@ -537,6 +550,9 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None) -> None:
             detector.close()
     if interactive:
         click.echo(err=True)
+    if log_format == "json":
+        click.echo(json.dumps({"event": "done", **asdict(progress)}))
+        return
     click.echo(
         f"Applied {_plural(progress.chunks_applied, 'chunk')} "
         f"({progress.valid_rows:,} valid rows, {progress.invalid_rows:,} invalid); "
