@@ -1,7 +1,8 @@
 """Crash safety with real SIGKILLs: `txpatterns detect --crash-at POINT[:N]` kills itself there.
 
-Several crashes in a row on one namespace, output and checkpoint, then a clean run: the output
-must hold every reference detection exactly once, and the state must count every chunk once.
+Several crashes in a row on one namespace, output and checkpoint, while chunks keep arriving,
+then a clean run: the output must hold every reference detection exactly once, and the state
+must count every chunk once. Each subprocess starts its own Spark, so there is one scenario.
 """
 
 from __future__ import annotations
@@ -127,27 +128,34 @@ def assert_exactly_once(stream: Stream, dsn: str, namespace: str) -> None:
     assert all((stream.output / name / "_SUCCESS").is_file() for name in names)
 
 
-def test_repeated_sigkills_lose_and_duplicate_nothing(
+def test_repeated_sigkills_while_chunks_arrive_lose_and_duplicate_nothing(
     postgres_dsn: str, namespace: str, tmp_path: Path
 ) -> None:
-    stream = make_stream(tmp_path, rows=ROWS, chunk_rows=CHUNK_ROWS)
+    source = make_stream(tmp_path / "source", rows=ROWS, chunk_rows=CHUNK_ROWS)
+    stream = Stream(tmp_path / "live")
+    stream.input.mkdir(parents=True)
+    shutil.copy(source.importance, stream.importance)
     dsn = postgres_dsn
 
-    # Batch (0,1) done and written; chunk 2 committed, its detections not yet in a file.
+    # Half the chunks are there. Batch (0,1) is done and written; chunk 2 of batch (2,3) is
+    # committed, its detections not yet in a file.
+    publish_chunks(source, stream, range(5))
     crash(stream, dsn, namespace, "after-commit:3")
     assert sorted(ledger(dsn, namespace)) == [0, 1, 2]
     assert pending_chunks(dsn, namespace) == {2}
     assert incomplete_files(dsn, namespace) == []
-    files_before = {p.name for p in stream.output.iterdir()}
-    assert files_before
+    assert any(stream.output.iterdir())
 
-    # The replayed batch (2,3) skips chunk 2 and applies 3; batch (4,5) is staged, then killed.
+    # More arrive. The replayed batch (2,3) skips chunk 2 and applies 3; batch (4,5) is staged,
+    # then killed.
+    publish_chunks(source, stream, range(5, 7))
     crash(stream, dsn, namespace, "after-stage:2")
     assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3]
     assert pending_chunks(dsn, namespace) == set()
     assert incomplete_files(dsn, namespace) == []
 
     # Batch (4,5) again: the first output file is recorded and half written, without a marker.
+    publish_chunks(source, stream, range(7, 9))
     crash(stream, dsn, namespace, "mid-file:1")
     assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3, 4, 5]
     [half] = incomplete_files(dsn, namespace)
@@ -155,7 +163,9 @@ def test_repeated_sigkills_lose_and_duplicate_nothing(
     assert part.is_file() and not (stream.output / half / "_SUCCESS").exists()
     half_bytes = part.read_bytes()
 
-    # Recovery completes that file; a later file is recorded, and killed before it is written.
+    # The last chunk arrives. Recovery completes that file; a later file is recorded, and killed
+    # before it is written.
+    publish_chunks(source, stream, range(9, CHUNKS))
     crash(stream, dsn, namespace, "after-file-recorded:2")
     assert (stream.output / half / "_SUCCESS").is_file()
     # Written again under the same name with the same rows: the half was its first half.
@@ -172,25 +182,3 @@ def test_repeated_sigkills_lose_and_duplicate_nothing(
 
     assert_exactly_once(stream, dsn, namespace)
     assert (stream.output / recorded / "part-00000.csv").read_bytes() == written
-
-
-def test_sigkills_while_chunks_keep_arriving(
-    postgres_dsn: str, namespace: str, tmp_path: Path
-) -> None:
-    source = make_stream(tmp_path / "source", rows=ROWS, chunk_rows=CHUNK_ROWS)
-    live = Stream(tmp_path / "live")
-    live.input.mkdir(parents=True)
-    shutil.copy(source.importance, live.importance)
-    dsn = postgres_dsn
-
-    publish_chunks(source, live, range(5))
-    # Batches (0,1), (2,3), (4): killed after chunk 3 is committed.
-    crash(live, dsn, namespace, "after-commit:4")
-    assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3]
-
-    publish_chunks(source, live, range(5, 8))
-    crash(live, dsn, namespace, "mid-file:2")
-    assert len(incomplete_files(dsn, namespace)) == 1
-
-    publish_chunks(source, live, range(8, CHUNKS))
-    assert_exactly_once(live, dsn, namespace)

@@ -18,11 +18,13 @@ import pytest
 
 from chunks import IMPORTANCE_HEADER, TX_HEADER, imp, tx
 from pipeline import Stream, reference_detections, run_detector, state_detections
+from txpatterns.detect import batch
 from txpatterns.detect.batch import QUARANTINE_COLUMNS
 from txpatterns.detect.runner import quarantine_location
+from txpatterns.detect.source import SCHEMA
 from txpatterns.patterns import CHILD, DEI_NEEDED, UPGRADE, Thresholds
 from txpatterns.reference import replay_folder
-from txpatterns.schema import WRONG_HEADER
+from txpatterns.schema import WRONG_HEADER, check_transaction, split_line
 from txpatterns.settings import DetectSettings
 from txpatterns.state.db import drop_namespace, schema_name
 
@@ -222,6 +224,34 @@ def test_invalid_rows_are_quarantined_and_count_in_no_statistic(
     assert header == ["line", "column", "reason", "raw"]
     assert bad == [[str(len(IMPORTANCE) + 2), "Weight", "not a decimal: 'x'", BAD_IMPORTANCE]]
     assert m1[3] == 3  # weighted customers: C1, C2, C3, not C4
+
+
+# Values the rules reject, some holding a quote: each engine must give the same column and reason.
+AWKWARD_LINES = [
+    tx("C1", "M1", "1e3"),
+    tx("C1", "M1", "5 "),
+    tx("C1", "M1", "\u0663"),  # an Arabic-Indic digit
+    tx("C1", "M1", "5", step="\u0661"),
+    tx("C1", "M1", "5", gender="f"),
+    tx("C1", "M1", "5", age="7"),
+    tx("C1", "", "5"),
+    tx("C1", "M1", '"5"'),
+    tx("C1", "M1", "5", gender="'F"),
+    tx("C1", "M1", "1'0"),
+    tx("C1", "M1", "5", step="x'1"),
+]
+
+
+@pytest.mark.spark
+def test_spark_rejects_each_row_with_the_reference_reason(spark: Any) -> None:
+    lines = spark.createDataFrame(
+        [(0, "p", "p", n, line, True, False) for n, line in enumerate(AWKWARD_LINES, start=2)],
+        SCHEMA,
+    )
+    rows = batch.parse(lines).orderBy("line_no").select("column", "reason").collect()
+    spark_says = [None if r["reason"] is None else (r["column"], r["reason"]) for r in rows]
+    reference_says = [check_transaction(split_line(line)) for line in AWKWARD_LINES]
+    assert spark_says == reference_says
 
 
 @pytest.mark.parametrize(

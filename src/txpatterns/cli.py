@@ -379,7 +379,7 @@ def publish(
 
     Example:
 
-        txpatterns publish --source data/transactions.csv --to s3://bucket/streaming/input \
+        txpatterns publish --source data/transactions.csv --to s3://bucket/streaming/input \\
             --endpoint-url http://127.0.0.1:8333 --interval 1s
     """
     from txpatterns.publish import ChunkPublished
@@ -463,6 +463,24 @@ def postgres_dsn(settings: Settings) -> Iterator[str]:
         del server
 
 
+def check_detect_locations(settings: Settings) -> None:
+    """Say what is missing before anything starts."""
+    missing = [
+        flag
+        for flag, value in (
+            ("--input", settings.detect.input),
+            ("--output", settings.detect.output),
+            ("--importance", settings.detect.importance),
+        )
+        if not value
+    ]
+    if missing:
+        raise UserError(
+            f"detect needs {', '.join(missing)} (or detect.input/output/importance in the "
+            "settings file, or TXP_DETECT_INPUT/OUTPUT/IMPORTANCE)"
+        )
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by the first Ctrl-C or SIGTERM; a second Ctrl-C interrupts at once."""
@@ -512,7 +530,7 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_forma
 
     Example:
 
-        txpatterns detect --input txp-data/streaming/input --output txp-data/streaming/output \
+        txpatterns detect --input txp-data/streaming/input --output txp-data/streaming/output \\
             --importance data/CustomerImportance.csv --until-idle
     """
     from txpatterns.detect.faults import crash_at as crash_hook
@@ -534,7 +552,8 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_forma
         click.echo(("\r" + line) if interactive else line, err=True, nl=not interactive)
 
     objects = make_store(settings)
-    with postgres_dsn(settings) as dsn, stop_on_signals() as stop:
+    check_detect_locations(settings)
+    with postgres_dsn(settings) as dsn:
         detector = Detector(
             settings.detect,
             settings.thresholds,
@@ -545,7 +564,9 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_forma
         )
         try:
             spark = session(settings.detect.master, ui=settings.detect.spark_ui)
-            progress = detector.run(spark, until_idle=until_idle, stop=stop)
+            # After the SparkContext, which installs a SIGINT handler of its own.
+            with stop_on_signals() as stop:
+                progress = detector.run(spark, until_idle=until_idle, stop=stop)
         finally:
             detector.close()
     if interactive:
@@ -613,22 +634,30 @@ def run(settings: Settings, rows: int, seed: int) -> None:
         )
         click.echo(("\r" + line) if interactive else line, err=True, nl=not interactive)
 
-    with postgres_dsn(settings) as dsn, stop_on_signals():
+    with postgres_dsn(settings) as dsn:
         spark = session(settings.detect.master, ui=settings.detect.spark_ui)
-        status = run_pipeline(
-            layout,
-            replace(settings.detect, namespace="run"),
-            settings.thresholds,
-            objects,
-            spark,
-            dsn=dsn,
-            chunk_rows=settings.publish_chunk_rows,
-            interval=float(settings.publish_interval),
-            on_status=on_status,
-        )
+        with stop_on_signals() as stop:
+            status = run_pipeline(
+                layout,
+                replace(settings.detect, namespace="run"),
+                settings.thresholds,
+                objects,
+                spark,
+                dsn=dsn,
+                chunk_rows=settings.publish_chunk_rows,
+                interval=float(settings.publish_interval),
+                on_status=on_status,
+                stop=stop,
+            )
     if interactive:
         click.echo(err=True)
     p = status.detector
+    if status.interrupted:
+        click.echo(
+            f"Interrupted: published {status.published} chunks, applied {p.chunks_applied}; "
+            "run again to start afresh."
+        )
+        sys.exit(130)
     click.echo(
         f"Published and applied {p.chunks_applied} chunks in "
         f"{time.monotonic() - status.started:.0f} s; {p.files_written} output files under "

@@ -53,6 +53,7 @@ class RunStatus:
 
     published: int = 0
     publisher_done: bool = False
+    interrupted: bool = False
     detector: Progress = field(default_factory=Progress)
     started: float = field(default_factory=time.monotonic)
 
@@ -82,6 +83,7 @@ def run_pipeline(
     chunk_rows: int,
     interval: float,
     on_status: Callable[[RunStatus], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunStatus:
     """Start afresh, publish the dataset while the detector runs, and stop once all is applied."""
     for folder in (layout.stream, layout.checkpoint):
@@ -96,7 +98,7 @@ def run_pipeline(
         checkpoint=str(layout.checkpoint),
     )
     status = RunStatus()
-    stop = threading.Event()
+    stop = stop or threading.Event()
     failure: list[BaseException] = []
 
     def publisher() -> None:
@@ -138,7 +140,10 @@ def run_pipeline(
 
         threading.Thread(target=watch, name="watch", daemon=True).start()
         detector.run(spark, until_idle=False, stop=stop)
-        thread.join()
+        if status.publisher_done:
+            thread.join()
+        else:
+            status.interrupted = True
     finally:
         detector.close()
     if failure:

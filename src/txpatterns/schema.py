@@ -129,23 +129,24 @@ def check_transaction(fields: list[str]) -> tuple[str | None, str] | None:
     """Return (column, reason) for the first rule a split row breaks, or None when it is valid.
 
     Checks run in a fixed order (field count, step, customer, age, gender, merchant, amount) so
-    that every engine reports the same reason for the same row.
+    that every engine reports the same reason for the same row; values are shown between plain
+    single quotes, with no escaping, so that any engine can build the same text.
     """
     if len(fields) != len(TRANSACTION_COLUMNS):
         return None, f"expected {len(TRANSACTION_COLUMNS)} fields, found {len(fields)}"
     step, customer, age, gender, _, merchant, _, _, amount, _ = fields
     if not _STEP.match(step):
-        return "step", f"not a non-negative integer: {step!r}"
+        return "step", f"not a non-negative integer: '{step}'"
     if not customer:
         return "customer", "empty"
     if age not in _AGES:
-        return "age", f"not one of {', '.join(AGES)}: {age!r}"
+        return "age", f"not one of {', '.join(AGES)}: '{age}'"
     if gender not in _GENDERS:
-        return "gender", f"not one of {', '.join(GENDERS)}: {gender!r}"
+        return "gender", f"not one of {', '.join(GENDERS)}: '{gender}'"
     if not merchant:
         return "merchant", "empty"
     if not _AMOUNT.match(amount):
-        return "amount", f"not a non-negative decimal: {amount!r}"
+        return "amount", f"not a non-negative decimal: '{amount}'"
     return None
 
 
@@ -159,7 +160,7 @@ def check_importance(fields: list[str]) -> tuple[str | None, str] | None:
     if not target:
         return "Target", "empty"
     if not _WEIGHT.match(weight):
-        return "Weight", f"not a decimal: {weight!r}"
+        return "Weight", f"not a decimal: '{weight}'"
     return None
 
 
