@@ -43,9 +43,12 @@ def chunk_folder(index: int) -> str:
     return f"chunk_{index}.csv"
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
 def is_local(url: str) -> bool:
-    """True for a plain path or a file:// URL."""
-    return "://" not in url or url.startswith("file://")
+    """True for a plain path or a file: URL (dbfs:/x or s3://x are not local)."""
+    return url.startswith("file:") or not _SCHEME.match(url)
 
 
 def _temporary_name(path: str) -> str:
