@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, TextIO
+from typing import IO, Any, Final, TextIO, TypeVar
 
 import fsspec
 
 from txpatterns.errors import StoreError
+
+T = TypeVar("T")
 
 CHUNK_DIR: Final = re.compile(r"^chunk_(0|[1-9][0-9]*)\.csv$")
 SUCCESS: Final = "_SUCCESS"
@@ -68,6 +71,18 @@ class Store:
 
     # Per-protocol fsspec options, e.g. {"s3": {"endpoint_url": ..., "key": ...}}.
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Transient failures are tried again this many times, waiting backoff, 2 x backoff, ...
+    retries: int = 5
+    backoff: float = 0.5
+
+    def read_text(self, url: str) -> str:
+        """The whole of a text file, read again from the start after a transient failure."""
+
+        def read() -> str:
+            with self.open_text(url) as f:
+                return f.read()
+
+        return self._retrying("read", url, read)
 
     def filesystem(self, url: str) -> tuple[Any, str]:
         """Return the fsspec filesystem for `url` and the path inside it."""
@@ -80,17 +95,45 @@ class Store:
             raise StoreError(f"cannot use {url}: {_describe(exc)}") from exc
         return fs, str(path)
 
-    def _listing(self, url: str, pattern: re.Pattern[str]) -> dict[str, list[str]]:
+    def _retrying(self, action: str, url: str, operation: Callable[[], T]) -> T:
+        """Run `operation`, retrying transient failures (a server away, a dropped connection)
+        with exponential backoff; errors that another try cannot fix are raised at once."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return operation()
+            except (FileNotFoundError, PermissionError, IsADirectoryError, StoreError):
+                raise
+            except OSError as exc:
+                if attempt == self.retries:
+                    raise StoreError(
+                        f"cannot {action} {url} after {self.retries + 1} tries: {_describe(exc)}"
+                    ) from exc
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _listing(
+        self, url: str, pattern: re.Pattern[str], *, missing_ok: bool = False
+    ) -> dict[str, list[str]]:
         """Map each sub-folder of `url` whose name matches `pattern` to the file names in it."""
         fs, root = self.filesystem(url)
-        try:
+
+        def find() -> list[str] | None:
             if not fs.isdir(root):
-                raise StoreError(f"folder not found: {url}")
+                return None
             # One recursive listing: on S3 that is one paged request; with maxdepth, s3fs would
             # walk folder by folder instead. Deeper files are ignored below.
-            files = fs.find(root)
-        except OSError as exc:
-            raise StoreError(f"cannot list {url}: {_describe(exc)}") from exc
+            return list(fs.find(root))
+
+        try:
+            files = self._retrying("list", url, find)
+        except PermissionError as exc:
+            raise StoreError(f"permission denied listing {url}: {_describe(exc)}") from exc
+        if files is None:
+            if missing_ok:
+                return {}
+            raise StoreError(f"folder not found: {url}")
         prefix = root.rstrip("/") + "/"
         folders: dict[str, list[str]] = {}
         for path in files:
@@ -104,10 +147,12 @@ class Store:
         """List the sub-folders of `url` matching `pattern`, by name, with the files each holds."""
         return sorted((f, tuple(sorted(names))) for f, names in self._listing(url, pattern).items())
 
-    def list_chunks(self, url: str, *, complete: bool = True) -> list[ChunkRef]:
+    def list_chunks(
+        self, url: str, *, complete: bool = True, missing_ok: bool = False
+    ) -> list[ChunkRef]:
         """List the chunks under `url` by index: only those holding `_SUCCESS` unless told."""
         chunks = []
-        for folder, names in self._listing(url, CHUNK_DIR).items():
+        for folder, names in self._listing(url, CHUNK_DIR, missing_ok=missing_ok).items():
             match = CHUNK_DIR.match(folder)
             if match is None or (complete and SUCCESS not in names):
                 continue
@@ -139,9 +184,9 @@ class Store:
     def exists(self, url: str) -> bool:
         fs, path = self.filesystem(url)
         try:
-            return bool(fs.exists(path))
-        except OSError as exc:
-            raise StoreError(f"cannot reach {url}: {_describe(exc)}") from exc
+            return self._retrying("reach", url, lambda: bool(fs.exists(path)))
+        except PermissionError as exc:
+            raise StoreError(f"permission denied: {url}: {_describe(exc)}") from exc
 
     @contextmanager
     def open_text(self, url: str) -> Iterator[TextIO]:
@@ -204,7 +249,7 @@ class Store:
                     if os.path.exists(temporary):
                         os.remove(temporary)
             else:
-                fs.pipe_file(path, data)
+                self._retrying("write", url, lambda: fs.pipe_file(path, data))
         except PermissionError as exc:
             raise StoreError(f"permission denied writing {url}: {_describe(exc)}") from exc
         except OSError as exc:

@@ -134,6 +134,8 @@ class Detector:
 
     def prepare(self) -> None:
         """Check the thresholds, load the importance file, finish any interrupted file."""
+        for url in (self.input, self.output, self.quarantine):
+            self.store.check_bucket(url)
         self.state.check_thresholds(self.thresholds)
         _load_importance(self.state, self.store, self.importance, self.quarantine)
         self.progress.files_written += self.writer.recover()
