@@ -22,6 +22,27 @@ from txpatterns.errors import StoreError
 
 T = TypeVar("T")
 
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    # Connection failures surface from the S3 stack as its own exception types, not OSError.
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError
+
+        errors.append(BotoCoreError)
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientError
+
+        errors.append(ClientError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+TRANSIENT: Final = _transient_errors()
+
 CHUNK_DIR: Final = re.compile(r"^chunk_(0|[1-9][0-9]*)\.csv$")
 SUCCESS: Final = "_SUCCESS"
 PART: Final = "part-00000.csv"
@@ -104,7 +125,7 @@ class Store:
                 return operation()
             except (FileNotFoundError, PermissionError, IsADirectoryError, StoreError):
                 raise
-            except OSError as exc:
+            except TRANSIENT as exc:
                 if attempt == self.retries:
                     raise StoreError(
                         f"cannot {action} {url} after {self.retries + 1} tries: {_describe(exc)}"
@@ -170,7 +191,7 @@ class Store:
         bucket = url.split("://", 1)[1].split("/", 1)[0]
         fs, _ = self.filesystem(url)
         try:
-            fs.ls(bucket, detail=False)
+            self._retrying("reach bucket", bucket, lambda: fs.ls(bucket, detail=False))
         except FileNotFoundError:
             raise StoreError(f"bucket {bucket!r} does not exist (from {url})") from None
         except PermissionError as exc:
@@ -178,8 +199,8 @@ class Store:
                 f"bucket {bucket!r} does not exist or these credentials may not use it "
                 f"({_describe(exc)})"
             ) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot reach bucket {bucket!r}: {_describe(exc)}") from exc
+        except StoreError as exc:
+            raise StoreError(f"bucket {bucket!r}: {exc}") from exc
 
     def exists(self, url: str) -> bool:
         fs, path = self.filesystem(url)
