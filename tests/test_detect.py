@@ -146,3 +146,27 @@ def test_embedded_postgres_works_too(spark: Any, embedded_dsn: str, tmp_path: Pa
     assert state_detections(embedded_dsn, "embedded") == reference_detections(
         stream, PRESETS["seed"]
     )
+
+
+def test_formula_like_names_are_neutralised_for_spreadsheets(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    import csv
+
+    from chunks import imp, tx, write_chunks, write_importance
+    from pipeline import Stream
+
+    stream = Stream(tmp_path)
+    # Three cheap purchases each: CHILD under the seed preset (n > 2, average < 800).
+    rows = [tx(c, m, "5") for c, m in (("=1+2", "M1"), ("@SUM(A1)", "-M2"), ("C3", "+M3"))]
+    write_chunks(stream.input, [rows * 3])
+    write_importance(stream.importance, [imp("C3", "+M3", "1")])
+    run_detector(spark, postgres_dsn, stream, namespace, PRESETS["seed"])
+    cells = []
+    for part in stream.output.glob("*/part-00000.csv"):
+        with part.open(newline="") as f:
+            cells += [cell for row in list(csv.reader(f))[1:] for cell in row[4:]]
+    assert {"'=1+2", "M1", "'@SUM(A1)", "'-M2", "C3", "'+M3"} <= set(cells)
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
+    agrees, summary = output_agrees(stream, PRESETS["seed"])
+    assert agrees, summary

@@ -207,6 +207,14 @@ def read_importance(file: TextIO, name: str) -> Iterator[Importance | Rejected]:
     return _read(file, name, IMPORTANCE_COLUMNS, check_importance, _importance)
 
 
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def excel_safe(value: str) -> str:
+    """Neutralise a cell that a spreadsheet would run as a formula (OWASP: CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 # The detector's output files (docs/patterns.md, "Output").
 OUTPUT_COLUMNS: Final = (
     "YStartTime(IST)",

@@ -11,7 +11,7 @@ from typing import TextIO
 from txpatterns.errors import HeaderError
 from txpatterns.patterns import ACTION_TYPES
 from txpatterns.reference import Detection
-from txpatterns.schema import EMIT_COLUMNS, OUTPUT_COLUMNS, OUTPUT_FOLDER
+from txpatterns.schema import EMIT_COLUMNS, OUTPUT_COLUMNS, OUTPUT_FOLDER, excel_safe
 from txpatterns.store import LOCAL, SUCCESS, Store, join
 
 Key = tuple[str, str, str]
@@ -80,7 +80,10 @@ def read_output(url: str, store: Store = LOCAL) -> OutputFiles:
 
 def compare(reference: Iterable[Detection], output: OutputFiles) -> Diff:
     """Diff the reference detections against the keys found in the output."""
-    expected = {d.key: d for d in reference}
+    # Output files hold the spreadsheet-safe form of the names.
+    expected = {
+        (d.pattern_id, excel_safe(d.customer), excel_safe(d.merchant)): d for d in reference
+    }
     return Diff(
         missing=[d for key, d in sorted(expected.items()) if key not in output.keys],
         extra=sorted(key for key in output.keys if key not in expected),
@@ -95,6 +98,9 @@ def write_detections(file: TextIO, detections: Iterable[Detection]) -> int:
     writer.writerow(EMIT_COLUMNS)
     count = 0
     for d in detections:
-        writer.writerow([d.pattern_id, d.action_type, d.customer, d.merchant, d.chunk_index])
+        writer.writerow(
+            [d.pattern_id, d.action_type, excel_safe(d.customer), excel_safe(d.merchant),
+             d.chunk_index]
+        )  # fmt: skip
         count += 1
     return count

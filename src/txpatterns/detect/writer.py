@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from txpatterns.detect.faults import Crash, no_crash
 from txpatterns.patterns import ACTION_TYPES
-from txpatterns.schema import OUTPUT_COLUMNS
+from txpatterns.schema import OUTPUT_COLUMNS, excel_safe
 from txpatterns.state.store import OutputFile, StateStore
 from txpatterns.store import PART, SUCCESS, Store, join
 
@@ -88,8 +88,8 @@ class OutputWriter:
                     detected_at.astimezone(self.zone).strftime(TIME_FORMAT),
                     pattern_id,
                     ACTION_TYPES[pattern_id],
-                    customer,
-                    merchant,
+                    excel_safe(customer),
+                    excel_safe(merchant),
                 ]
             )
         folder = join(self.output, record.name)
