@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,54 @@ def test_formula_like_names_are_neutralised_for_spreadsheets(
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
     agrees, summary = output_agrees(stream, PRESETS["seed"])
     assert agrees, summary
+
+
+def test_explain_shows_the_figures_at_first_detection(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    import json
+    import math
+
+    from click.testing import CliRunner
+
+    from txpatterns.cli import cli
+
+    stream = make_stream(tmp_path, rows=1000, chunk_rows=100)
+    run_detector(spark, postgres_dsn, stream, namespace, PRESETS["seed"])
+    first = {}
+    for pattern, customer, merchant, chunk in sorted(reference_detections(stream, PRESETS["seed"])):
+        first.setdefault(pattern, (customer, merchant, chunk))
+
+    def explain(pattern: str, customer: str, merchant: str) -> dict[str, Any]:
+        result = CliRunner().invoke(
+            cli,
+            ["explain", "--pattern", pattern, "--customer", customer, "--merchant", merchant,
+             "--postgres", postgres_dsn, "--namespace", namespace, "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output))
+
+    customer, merchant, chunk = first["PatId1"]
+    up = explain("PatId1", customer, merchant)
+    assert up["detected"] and up["chunk_index"] == chunk
+    f = up["figures"]
+    assert (
+        f["N"] > 500 and f["n"] >= f["n_cut"] and f["k"] == max(1, math.ceil(f["customers"] / 10))
+    )
+    assert Decimal(f["w"]) <= Decimal(f["w_cut"]) and f["j"] == max(
+        1, math.ceil(f["weighted"] / 10)
+    )
+
+    customer, merchant, chunk = first["PatId2"]
+    child = explain("PatId2", customer, merchant)
+    assert child["detected"] and child["chunk_index"] == chunk
+    assert child["figures"]["n"] > 2
+    assert Decimal(child["figures"]["S"]) < 800 * child["figures"]["n"]
+
+    _, merchant, chunk = first["PatId3"]
+    dei = explain("PatId3", "", merchant)
+    assert dei["chunk_index"] == chunk and 10 < dei["figures"]["F"] < dei["figures"]["M"]
+
+    never = explain("PatId2", "C_NOBODY", merchant)
+    assert never == {**never, "detected": False}
+    assert "N" in never["current"] and "n" not in never["current"]

@@ -671,6 +671,67 @@ def run(settings: Settings, rows: int, seed: int) -> None:
         sys.exit(EXIT_DIFFERENT)
 
 
+_EXPLAIN_LABELS: Final = {
+    "N": "N(m), transactions at the merchant",
+    "n": "n(c,m), transactions of the customer there",
+    "k": "k, the rank of the count cut-off",
+    "customers": "|customers(m)|",
+    "n_cut": "count cut-off (k-th largest n)",
+    "w": "w(c,m), mean importance weight",
+    "j": "j, the rank of the weight cut-off",
+    "weighted": "customers of m with a weight",
+    "w_cut": "weight cut-off (j-th smallest w)",
+    "S": "S(c,m), sum of amounts",
+    "average": "S(c,m) / n(c,m)",
+    "F": "F(m), female customers",
+    "M": "M(m), male customers",
+}
+
+
+@cli.command()
+@click.option("--pattern", "pattern_id", required=True, type=click.Choice(list(ACTION_TYPES)))
+@click.option("--customer", default="", help="Customer id (omit for PatId3).")
+@click.option("--merchant", required=True, help="Merchant id.")
+@click.option("--postgres", help="PostgreSQL DSN [default: the embedded server in --workdir].")
+@click.option("--namespace", help="The pipeline's namespace [default: default].")
+@click.option("--workdir", help="Working folder of the embedded database [./txp-data].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@settings_options(
+    flags={"postgres": "postgres.dsn", "namespace": "detect.namespace", "workdir": "detect.workdir"}
+)
+def explain(
+    settings: Settings, pattern_id: str, customer: str, merchant: str, as_json: bool
+) -> None:
+    """Show why a detection was made: the chunk and the exact figures at that moment.
+
+    For a key that was never detected it says so and shows the current figures instead.
+
+    Example:
+
+        txpatterns explain --pattern PatId2 --customer C1093826151 --merchant M348934600
+    """
+    from txpatterns.state.db import connect, use_namespace
+    from txpatterns.state.store import explain as explain_key
+
+    with postgres_dsn(settings) as dsn, connect(dsn) as conn:
+        use_namespace(conn, settings.detect.namespace)
+        result = explain_key(conn, pattern_id, customer, merchant)
+    key = {"patternId": pattern_id, "customerName": customer, "MerchantId": merchant}
+    if as_json:
+        click.echo(json.dumps({**key, **result}, default=str))
+        return
+    who = f"{ACTION_TYPES[pattern_id]} ({pattern_id}) for customer {customer!r} at {merchant!r}"
+    if result["detected"]:
+        click.echo(f"{who}: first detected after chunk {result['chunk_index']}, at "
+                   f"{result['detected_at']}, when:")  # fmt: skip
+        figures = result["figures"]
+    else:
+        click.echo(f"{who}: never detected. Current figures:")
+        figures = result["current"]
+    for name, value in figures.items():
+        click.echo(f"  {_EXPLAIN_LABELS.get(name, name):<42} {value}")
+
+
 @cli.group(cls=Group)
 def config() -> None:
     """Inspect the effective settings."""

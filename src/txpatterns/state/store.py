@@ -395,3 +395,37 @@ def digest_lines(lines: Iterable[bytes]) -> str:
     for line in lines:
         h.update(line)
     return h.hexdigest()
+
+
+def explain(
+    conn: psycopg.Connection[Any], pattern_id: str, customer: str, merchant: str
+) -> dict[str, Any]:
+    """The figures that made a detection true when it was made, or today's figures if never."""
+    row = conn.execute(
+        "SELECT chunk_index, detected_at, figures FROM detections "
+        "WHERE pattern_id = %s AND customer = %s AND merchant = %s",
+        (pattern_id, customer, merchant),
+    ).fetchone()
+    if row is not None:
+        return {
+            "detected": True,
+            "chunk_index": row[0],
+            "detected_at": row[1].isoformat(),
+            "figures": row[2],
+        }
+    current: dict[str, Any] = {}
+    m = conn.execute(
+        "SELECT n, customers, weighted, female, male FROM merchants WHERE merchant = %s",
+        (merchant,),
+    ).fetchone()
+    if m is not None:
+        current.update(N=m[0], customers=m[1], weighted=m[2], F=m[3], M=m[4])
+    if pattern_id != DEI_NEEDED:
+        p = conn.execute(
+            "SELECT n, trim_scale(amount)::text, trim_scale(w)::text FROM pairs "
+            "WHERE merchant = %s AND customer = %s",
+            (merchant, customer),
+        ).fetchone()
+        if p is not None:
+            current.update(n=p[0], S=p[1], w=p[2])
+    return {"detected": False, "current": current}
