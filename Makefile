@@ -38,8 +38,11 @@ lint: $(BIN)/.installed-dev
 test: check-java lint
 	$(BIN)/pytest
 
-bench: $(BIN)/.installed-dev
-	$(BIN)/python bench/bench_generate.py
+# The benchmark suite (docs/performance.md): `make bench` runs catchup, reference, live and the
+# long growth run; pick one with e.g. `make bench BENCH="growth --rows 2000000"`.
+BENCH ?= all
+bench: check-java $(BIN)/.installed-dev
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) txp-data build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

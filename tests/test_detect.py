@@ -222,3 +222,45 @@ def test_explain_shows_the_figures_at_first_detection(
     never = explain("PatId2", "C_NOBODY", merchant)
     assert never == {**never, "detected": False}
     assert "N" in never["current"] and "n" not in never["current"]
+
+
+def test_status_reports_progress_and_whether_a_detector_runs(
+    spark: Any, postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from txpatterns.cli import cli
+
+    stream = make_stream(tmp_path, rows=1000, chunk_rows=100)
+    run_detector(spark, postgres_dsn, stream, namespace, PRESETS["seed"])
+    expected = Counter(p for p, *_ in reference_detections(stream, PRESETS["seed"]))
+    # Two more complete chunks arrive after the run: they are waiting.
+    for index in (10, 11):
+        shutil.copytree(stream.input / "chunk_0.csv", stream.input / f"chunk_{index}.csv")
+
+    def status() -> dict[str, Any]:
+        result = CliRunner().invoke(
+            cli,
+            ["status", "--postgres", postgres_dsn, "--namespace", namespace,
+             "--input", str(stream.input), "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output))
+
+    figures = status()
+    assert figures["chunks_applied"] == 10 and figures["last_chunk"] == 9
+    assert figures["chunks_published"] == 12 and figures["chunks_waiting"] == 2
+    assert figures["rows_valid"] == 1000 and figures["rows_invalid"] == 0
+    assert figures["detections"] == {p: expected[p] for p in PATTERN_IDS}
+    assert figures["detections_pending"] == 0 and figures["output_files_incomplete"] == 0
+    assert figures["output_files_complete"] == -(-sum(expected.values()) // 50)
+    assert figures["chunk_seconds"]["p50"] is not None
+    assert figures["detector_running"] is False
+    holder = Detector(stream.settings(namespace), PRESETS["seed"], LOCAL, dsn=postgres_dsn)
+    try:
+        assert status()["detector_running"] is True
+    finally:
+        holder.close()
+    assert status()["detector_running"] is False

@@ -517,10 +517,17 @@ def _detections_line(counts: Mapping[str, int]) -> str:
 @click.option("--trigger", help='Micro-batch interval in continuous mode [default: "1s"].')
 @click.option("--max-chunks-per-batch", help="At most this many chunks per micro-batch [0: all].")
 @click.option("--until-idle", is_flag=True, help="Process the chunks there now, write, and exit.")
+@click.option("--stats", "stats_file", help="At exit, write this run's figures as JSON here.")
 @click.option("--crash-at", hidden=True, help="Tests only: SIGKILL at a named point (POINT[:N]).")
 @log_format_option
 @settings_options(flags=DETECT_FLAGS)
-def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_format: str) -> None:
+def detect(
+    settings: Settings,
+    until_idle: bool,
+    stats_file: str | None,
+    crash_at: str | None,
+    log_format: str,
+) -> None:
     """Detect the patterns in the chunk stream (the brief's Mechanism Y).
 
     Spark reads every complete chunk in index order, the running statistics live in
@@ -571,6 +578,8 @@ def detect(settings: Settings, until_idle: bool, crash_at: str | None, log_forma
             detector.close()
     if interactive:
         click.echo(err=True)
+    if stats_file:
+        objects.write_bytes(stats_file, json.dumps(asdict(progress), indent=2).encode())
     if log_format == "json":
         click.echo(json.dumps({"event": "done", **asdict(progress)}))
         return
@@ -669,6 +678,63 @@ def run(settings: Settings, rows: int, seed: int) -> None:
     )  # fmt: skip
     if not ok:
         sys.exit(EXIT_DIFFERENT)
+
+
+@cli.command()
+@click.option("--postgres", help="PostgreSQL DSN [default: the embedded server in --workdir].")
+@click.option("--namespace", help="The pipeline's namespace [default: default].")
+@click.option("--workdir", help="Working folder of the embedded database [./txp-data].")
+@click.option("--input", "input_url", help="Input prefix, to count chunks not yet applied.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@settings_options(
+    flags={
+        "postgres": "postgres.dsn",
+        "namespace": "detect.namespace",
+        "workdir": "detect.workdir",
+        "input_url": "detect.input",
+    }
+)
+def status(settings: Settings, as_json: bool) -> None:
+    """Show what the detector of a namespace has done and whether it is running now.
+
+    Example:
+
+        txpatterns status --input txp-data/streaming/input --json
+    """
+    from txpatterns.state.db import connect, migrate, use_namespace
+    from txpatterns.state.store import status as namespace_status
+
+    with postgres_dsn(settings) as dsn, connect(dsn) as conn:
+        migrate(conn, settings.detect.namespace)
+        use_namespace(conn, settings.detect.namespace)
+        figures = namespace_status(conn, settings.detect.namespace)
+    if settings.detect.input:
+        published = make_store(settings).list_chunks(settings.detect.input, missing_ok=True)
+        applied = figures["chunks_applied"]
+        figures["chunks_published"] = len(published)
+        figures["chunks_waiting"] = max(0, len(published) - applied)
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    seconds = figures["chunk_seconds"]
+    lines = [
+        ("namespace", figures["namespace"]),
+        ("detector running", "yes" if figures["detector_running"] else "no"),
+        ("chunks applied", f"{figures['chunks_applied']:,} (last {figures['last_chunk']}, "
+                           f"at {figures['last_applied_at']})"),
+        ("rows", f"{figures['rows_valid']:,} valid, {figures['rows_invalid']:,} invalid"),
+        ("detections", _detections_line(figures["detections"])),
+        ("output files", f"{figures['output_files_complete']:,} complete, "
+                         f"{figures['output_files_incomplete']} incomplete, "
+                         f"{figures['detections_pending']} detections pending"),
+        ("seconds per chunk", f"last {seconds['last']}, p50 {seconds['p50']}, "
+                              f"p95 {seconds['p95']} (last 100 chunks)"),
+    ]  # fmt: skip
+    if "chunks_waiting" in figures:
+        waiting = f"{figures['chunks_waiting']:,} of {figures['chunks_published']:,} published"
+        lines.insert(3, ("chunks waiting", waiting))
+    for label, value in lines:
+        click.echo(f"{label:<18} {value}")
 
 
 _EXPLAIN_LABELS: Final = {

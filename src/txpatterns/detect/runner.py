@@ -56,23 +56,24 @@ def quarantine_location(settings: DetectSettings, output: str) -> str:
 
 
 def _load_importance(state: StateStore, store: Store, url: str, quarantine: str) -> int:
+    # Two streaming passes, so memory stays flat whatever the file's size: the digest tells
+    # whether this namespace has loaded this very file already.
     with store.open_source(url) as (stream, _):
-        data = stream.read()
-    digest = digest_lines([data])
+        digest = digest_lines(iter(lambda: stream.read(1 << 20), b""))
     if state.meta("importance_digest") == digest:
         return 0
     rejected: list[Rejected] = []
 
-    def valid_rows() -> Any:
-        text = io.StringIO(data.decode("utf-8"), newline="")
+    def valid_rows(text: Any) -> Any:
         for row in read_importance(text, url):
             if isinstance(row, Rejected):
                 rejected.append(row)
             else:
                 yield row
 
-    rows: Any = valid_rows()
-    loaded = state.load_importance(rows, digest)
+    with store.open_source(url) as (stream, _):
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        loaded = state.load_importance(valid_rows(text), digest)
     if rejected:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -170,13 +171,12 @@ class Detector:
             self.crash("after-stage")
             share = Decimal(spark_seconds / len(aggregates.chunks)).quantize(Decimal("0.001"))
             for totals in aggregates.chunks:
-                t0 = time.perf_counter()
                 new = self.state.apply_chunk(
                     totals,
                     self.thresholds,
                     batch_id=batch_id,
                     y_start=self.y_start,
-                    seconds=share + Decimal(time.perf_counter() - t0).quantize(Decimal("0.001")),
+                    spark_seconds=share,
                 )
                 if new is None:
                     self.progress.chunks_skipped += 1

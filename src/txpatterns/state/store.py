@@ -30,6 +30,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage (
     chunk integer NOT NULL, merchant text NOT NULL, customer text NOT NULL,
     n bigint NOT NULL, amount numeric NOT NULL, has_f boolean NOT NULL, has_m boolean NOT NULL
 );
+CREATE INDEX IF NOT EXISTS stage_by_chunk ON stage (chunk);
 CREATE TEMP TABLE IF NOT EXISTS stage_importance (
     merchant text NOT NULL, customer text NOT NULL, weight numeric NOT NULL
 );
@@ -294,7 +295,7 @@ class StateStore:
         *,
         batch_id: int,
         y_start: datetime,
-        seconds: Decimal,
+        spark_seconds: Decimal,
     ) -> int | None:
         """Apply a staged chunk, evaluate what it touched and record it, in one transaction.
 
@@ -307,7 +308,7 @@ class StateStore:
                 INSERT INTO chunks (chunk_index, path, valid_rows, invalid_rows, batch_id, seconds)
                 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_index) DO NOTHING
                 """,
-                (totals.index, totals.path, totals.valid, totals.invalid, batch_id, seconds),
+                (totals.index, totals.path, totals.valid, totals.invalid, batch_id, spark_seconds),
             ).rowcount
             if inserted == 0:
                 return None
@@ -315,6 +316,12 @@ class StateStore:
             new = 0
             for statement in (_UPGRADE, _CHILD, _DEI):
                 new += self.conn.execute(statement, parameters).rowcount
+            # The chunk's cost: its share of the batch's Spark time plus this transaction.
+            self.conn.execute(
+                "UPDATE chunks SET seconds = seconds + "
+                "extract(epoch FROM clock_timestamp() - applied_at) WHERE chunk_index = %s",
+                (totals.index,),
+            )
         return new
 
     # Detections and output files -------------------------------------------------------------
@@ -429,3 +436,60 @@ def explain(
         if p is not None:
             current.update(n=p[0], S=p[1], w=p[2])
     return {"detected": False, "current": current}
+
+
+def status(conn: psycopg.Connection[Any], namespace: str) -> dict[str, Any]:
+    """The namespace's figures for `txpatterns status` (keys documented in docs/operations.md)."""
+    lock_key = f"txpatterns/{namespace}"
+    free = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,)
+    ).fetchone()
+    if free and free[0]:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+    chunks = conn.execute(
+        "SELECT count(*), coalesce(sum(valid_rows), 0), coalesce(sum(invalid_rows), 0), "
+        "max(chunk_index), max(applied_at) FROM chunks"
+    ).fetchone()
+    assert chunks is not None
+    seconds = [
+        float(r[0])
+        for r in conn.execute(
+            "SELECT seconds FROM chunks ORDER BY chunk_index DESC LIMIT 100"
+        ).fetchall()
+    ]
+    ordered = sorted(seconds)
+
+    def percentile(p: float) -> float | None:
+        if not ordered:
+            return None
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    detections = {
+        str(r[0]): int(r[1])
+        for r in conn.execute("SELECT pattern_id, count(*) FROM detections GROUP BY 1").fetchall()
+    }
+    files = conn.execute(
+        "SELECT count(*) FILTER (WHERE completed_at IS NOT NULL), "
+        "count(*) FILTER (WHERE completed_at IS NULL) FROM output_files"
+    ).fetchone()
+    pending = conn.execute("SELECT count(*) FROM detections WHERE file_seq IS NULL").fetchone()
+    conn.commit()
+    assert files is not None and pending is not None
+    return {
+        "namespace": namespace,
+        "detector_running": not (free and free[0]),
+        "chunks_applied": int(chunks[0]),
+        "last_chunk": chunks[3],
+        "last_applied_at": chunks[4].isoformat() if chunks[4] else None,
+        "rows_valid": int(chunks[1]),
+        "rows_invalid": int(chunks[2]),
+        "detections": {p: detections.get(p, 0) for p in (UPGRADE, CHILD, DEI_NEEDED)},
+        "output_files_complete": int(files[0]),
+        "output_files_incomplete": int(files[1]),
+        "detections_pending": int(pending[0]),
+        "chunk_seconds": {
+            "last": seconds[0] if seconds else None,
+            "p50": percentile(0.5),
+            "p95": percentile(0.95),
+        },
+    }

@@ -1,0 +1,1 @@
+"""The txpatterns benchmark suite: `python -m bench --help` (or `make bench`)."""
