@@ -107,12 +107,15 @@ def settings_options(*, flags: Mapping[str, str] | None = None) -> Callable[[F],
 
 def make_store(settings: Settings) -> store.Store:
     """The object store the settings describe."""
-    return store.s3_store(
+    objects = store.s3_store(
         settings.s3_endpoint_url,
         settings.s3_region,
         settings.s3_access_key_id,
         settings.s3_secret_access_key,
     )
+    if settings.drive_download_url:
+        objects = replace(objects, drive_download_url=settings.drive_download_url)
+    return objects
 
 
 def load_settings(config_file: Path | None, flags: dict[str, object | None]) -> Settings:

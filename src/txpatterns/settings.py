@@ -142,6 +142,7 @@ KEYS: Final = (
     Key("patterns.dei.min_female_customers", _as_int, threshold="dei_min_female_customers"),
     Key("publish.chunk_rows", _as_positive_int),
     Key("publish.interval", parse_duration),
+    Key("publish.drive_download_url", _as_str),
     Key("postgres.dsn", _as_str, secret=True),
     Key("detect.input", _as_str),
     Key("detect.output", _as_str),
@@ -214,6 +215,7 @@ class Settings:
     s3_secret_access_key: str | None = None
     publish_chunk_rows: int = 10_000
     publish_interval: Decimal = Decimal(1)
+    drive_download_url: str | None = None
     detect: DetectSettings = field(default_factory=DetectSettings)
     values: Mapping[str, object] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -317,6 +319,7 @@ def build(
         s3_secret_access_key=optional("s3.secret_access_key"),
         publish_chunk_rows=cast(int, effective["publish.chunk_rows"]),
         publish_interval=cast(Decimal, effective["publish.interval"]),
+        drive_download_url=optional("publish.drive_download_url"),
         detect=DetectSettings(
             input=optional("detect.input"),
             output=optional("detect.output"),

@@ -6,10 +6,12 @@ it for listings and open files, so local folders, S3 and HTTP sources look the s
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -75,6 +77,51 @@ def is_local(url: str) -> bool:
     return url.startswith("file:") or not _SCHEME.match(url)
 
 
+_DRIVE_LINKS: Final = (
+    re.compile(r"^https://drive\.google\.com/file/d/([A-Za-z0-9_-]+)"),
+    re.compile(r"^https://drive\.google\.com/(?:open|uc)\?(?:.*&)?id=([A-Za-z0-9_-]+)"),
+)
+
+
+def drive_file_id(url: str) -> str | None:
+    """The file id of a Google Drive share link (`/file/d/<id>/view`, `open?id=<id>`)."""
+    for pattern in _DRIVE_LINKS:
+        match = pattern.match(url)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _http_get(url: str, shown: str) -> Any:
+    try:
+        return urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as exc:
+        raise StoreError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreError(f"cannot download {shown}: {_describe(exc)}") from exc
+
+
+def _is_html(response: Any) -> bool:
+    return str(response.headers.get("Content-Type", "")).startswith("text/html")
+
+
+def _confirmation_url(page: str, base: str) -> str | None:
+    """The download URL a Drive confirmation page leads to: its form, or a confirm link."""
+    form = re.search(
+        r'<form[^>]*id="download-form"[^>]*action="([^"]+)"[^>]*>(.*?)</form>', page, re.S
+    )
+    if form:
+        fields = re.findall(
+            r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form.group(2)
+        )
+        action = html.unescape(form.group(1))
+        return f"{action}?{urllib.parse.urlencode(fields)}"
+    link = re.search(r'href="([^"]*confirm=[^"]+)"', page)
+    if link:
+        return urllib.parse.urljoin(base, html.unescape(link.group(1)))
+    return None
+
+
 def _temporary_name(path: str) -> str:
     # A leading dot hides the file from Spark's file sources and from the listings here.
     folder, name = os.path.split(path)
@@ -95,6 +142,8 @@ class Store:
     # Transient failures are tried again this many times, waiting backoff, 2 x backoff, ...
     retries: int = 5
     backoff: float = 0.5
+    # Where Google Drive share links are downloaded from (settable, so tests can serve it).
+    drive_download_url: str = "https://drive.google.com/uc?export=download"
 
     def read_text(self, url: str) -> str:
         """The whole of a text file, read again from the start after a transient failure."""
@@ -229,12 +278,7 @@ class Store:
     def open_source(self, url: str) -> Iterator[tuple[IO[bytes], int | None]]:
         """Open a file to stream its bytes, with its size when known; http(s) URLs are allowed."""
         if url.startswith(("http://", "https://")):
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-            except urllib.error.HTTPError as exc:
-                raise StoreError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
-            except (urllib.error.URLError, OSError) as exc:
-                raise StoreError(f"cannot download {url}: {_describe(exc)}") from exc
+            response = self._download(url)
             length = response.headers.get("Content-Length")
             with response:
                 yield response, int(length) if length and length.isdigit() else None
@@ -250,6 +294,27 @@ class Store:
             raise StoreError(f"{url} is a folder, not a file") from exc
         except PermissionError as exc:
             raise StoreError(f"permission denied reading {url}: {_describe(exc)}") from exc
+
+    def _download(self, url: str) -> Any:
+        file_id = drive_file_id(url)
+        target = f"{self.drive_download_url}&id={file_id}" if file_id else url
+        response = _http_get(target, url)
+        if file_id is None or not _is_html(response):
+            return response
+        # Large files get a "can't scan for viruses" page whose form leads to the file.
+        with response:
+            page = response.read(1 << 20).decode("utf-8", errors="replace")
+        confirm = _confirmation_url(page, target)
+        if confirm is None:
+            raise StoreError(
+                f"Google Drive did not serve the file behind {url}: share it as 'anyone with "
+                "the link can view', or download it and pass the file"
+            )
+        response = _http_get(confirm, url)
+        if _is_html(response):
+            response.close()
+            raise StoreError(f"Google Drive answered {url} with a page, not the file")
+        return response
 
     def write_bytes(self, url: str, data: bytes) -> None:
         """Write a whole file so that readers see either nothing or all of it.
