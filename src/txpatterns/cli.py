@@ -105,6 +105,15 @@ def settings_options(*, flags: Mapping[str, str] | None = None) -> Callable[[F],
     return decorate
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Progress as human lines, or one JSON object a line for log shippers.",
+)
+
+
 def make_store(settings: Settings) -> store.Store:
     """The object store the settings describe."""
     objects = store.s3_store(
@@ -360,6 +369,7 @@ def _ranges(numbers: list[int]) -> str:
 @click.option("--start-chunk", type=click.IntRange(min=0), help="Republish from this chunk index.")
 @click.option("--max-chunks", type=click.IntRange(min=1), help="Stop after this many chunks.")
 @click.option("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:8333.")
+@log_format_option
 @settings_options(
     flags={
         "chunk_rows": "publish.chunk_rows",
@@ -373,6 +383,7 @@ def publish(
     dest: str,
     start_chunk: int | None,
     max_chunks: int | None,
+    log_format: str,
 ) -> None:
     """Publish a transactions file as a stream of chunks (the brief's Mechanism X).
 
@@ -389,11 +400,13 @@ def publish(
     from txpatterns.publish import publish as run_publish
 
     objects = make_store(settings)
-    interactive = sys.stderr.isatty()
+    interactive = sys.stderr.isatty() and log_format == "text"
     with objects.open_source(source) as (stream, size), progress_bar(size, "B", "publish") as bar:
 
         def on_chunk(chunk: ChunkPublished) -> None:
-            if interactive:
+            if log_format == "json":
+                click.echo(json.dumps({"event": "chunk", **asdict(chunk)}), err=True)
+            elif interactive:
                 bar.update(chunk.bytes)
                 bar.set_postfix_str(f"chunk {chunk.index}")
             else:
@@ -427,14 +440,6 @@ def publish(
 def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
-
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Progress as human lines, or one JSON object a line for log shippers.",
-)
 
 DETECT_FLAGS: Final = {
     "input_url": "detect.input",
@@ -602,6 +607,7 @@ def detect(
 @click.option("--postgres", help="PostgreSQL DSN [default: an embedded server in --workdir].")
 @click.option("--workdir", help="Working folder for data, stream, database [./txp-data].")
 @click.option("--master", help="Spark master URL [default: local[*]].")
+@log_format_option
 @settings_options(
     flags={
         "interval": "publish.interval",
@@ -611,7 +617,7 @@ def detect(
         "master": "detect.master",
     }
 )
-def run(settings: Settings, rows: int, seed: int) -> None:
+def run(settings: Settings, rows: int, seed: int, log_format: str) -> None:
     """Run the whole pipeline on this machine: generate, publish and detect together, verify.
 
     The dataset is generated once (kept under WORKDIR/data-ROWS-SEED); the stream, the
@@ -631,7 +637,7 @@ def run(settings: Settings, rows: int, seed: int) -> None:
     if ensure_data(layout, objects):
         click.echo(f"Generated {rows:,} rows into {layout.data}")
     chunks = -(-rows // settings.publish_chunk_rows)
-    interactive = sys.stderr.isatty()
+    interactive = sys.stderr.isatty() and log_format == "text"
     last_shown = [0.0]
 
     def on_status(status: RunStatus) -> None:
@@ -640,6 +646,10 @@ def run(settings: Settings, rows: int, seed: int) -> None:
             return
         last_shown[0] = now
         p = status.detector
+        if log_format == "json":
+            figures = {"published": status.published, "detector": asdict(p)}
+            click.echo(json.dumps({"event": "status", **figures}), err=True)
+            return
         line = (
             f"[{now - status.started:5.0f}s] published {status.published}/{chunks}, applied "
             f"{p.chunks_applied}/{chunks}, detections: {_detections_line(p.detections)}"
