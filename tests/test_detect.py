@@ -252,6 +252,7 @@ def test_status_reports_progress_and_whether_a_detector_runs(
     figures = status()
     assert figures["chunks_applied"] == 10 and figures["last_chunk"] == 9
     assert figures["chunks_published"] == 12 and figures["chunks_waiting"] == 2
+    assert 0 <= figures["lag_seconds"] < 120
     assert figures["rows_valid"] == 1000 and figures["rows_invalid"] == 0
     assert figures["detections"] == {p: expected[p] for p in PATTERN_IDS}
     assert figures["detections_pending"] == 0 and figures["output_files_incomplete"] == 0

@@ -722,10 +722,20 @@ def status(settings: Settings, as_json: bool) -> None:
         use_namespace(conn, settings.detect.namespace)
         figures = namespace_status(conn, settings.detect.namespace)
     if settings.detect.input:
-        published = make_store(settings).list_chunks(settings.detect.input, missing_ok=True)
-        applied = figures["chunks_applied"]
+        from datetime import UTC, datetime
+
+        objects = make_store(settings)
+        published = objects.list_chunks(settings.detect.input, missing_ok=True)
+        last = -1 if figures["last_chunk"] is None else figures["last_chunk"]
+        behind = [c for c in published if c.index > last]
         figures["chunks_published"] = len(published)
-        figures["chunks_waiting"] = max(0, len(published) - applied)
+        figures["chunks_waiting"] = len(behind)
+        # How long the oldest chunk not yet applied has had its marker.
+        lag = 0.0
+        if behind:
+            marked = objects.modified(store.join(behind[0].url, store.SUCCESS))
+            lag = round((datetime.now(UTC) - marked).total_seconds(), 3)
+        figures["lag_seconds"] = lag
     if as_json:
         click.echo(json.dumps(figures))
         return
@@ -744,7 +754,10 @@ def status(settings: Settings, as_json: bool) -> None:
                               f"p95 {seconds['p95']} (last 100 chunks)"),
     ]  # fmt: skip
     if "chunks_waiting" in figures:
-        waiting = f"{figures['chunks_waiting']:,} of {figures['chunks_published']:,} published"
+        waiting = (
+            f"{figures['chunks_waiting']:,} of {figures['chunks_published']:,} published; "
+            f"lag {figures['lag_seconds']} s"
+        )
         lines.insert(3, ("chunks waiting", waiting))
     for label, value in lines:
         click.echo(f"{label:<18} {value}")

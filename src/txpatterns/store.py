@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any, Final, TextIO, TypeVar
 
 import fsspec
@@ -250,6 +251,12 @@ class Store:
             ) from exc
         except StoreError as exc:
             raise StoreError(f"bucket {bucket!r}: {exc}") from exc
+
+    def modified(self, url: str) -> datetime:
+        """When a file was last written (timezone-aware)."""
+        fs, path = self.filesystem(url)
+        stamp: datetime = self._retrying("inspect", url, lambda: fs.modified(path))
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
     def exists(self, url: str) -> bool:
         fs, path = self.filesystem(url)
