@@ -36,6 +36,7 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/mypy
 
 test: check-java lint
+	@sh scripts/install-chromium.sh
 	$(BIN)/pytest
 
 # The benchmark suite (docs/performance.md): `make bench` runs catchup, reference, live and the

@@ -763,6 +763,38 @@ def status(settings: Settings, as_json: bool) -> None:
         click.echo(f"{label:<18} {value}")
 
 
+@cli.command()
+@click.option("--out", "out_file", required=True, help="The HTML file to write.")
+@click.option("--postgres", help="PostgreSQL DSN [default: the embedded server in --workdir].")
+@click.option("--namespace", help="The pipeline's namespace [default: default].")
+@click.option("--workdir", help="Working folder of the embedded database [./txp-data].")
+@settings_options(
+    flags={"postgres": "postgres.dsn", "namespace": "detect.namespace", "workdir": "detect.workdir"}
+)
+def report(settings: Settings, out_file: str) -> None:
+    """Write one self-contained HTML page with plots of a namespace's run.
+
+    Detections per pattern over the chunks, the top merchants, the processing time, lag and
+    invalid rows per chunk, and the summary of `txpatterns status`; it opens offline.
+
+    Example:
+
+        txpatterns report --out report.html
+    """
+    from txpatterns import report as page
+    from txpatterns.state.db import connect, migrate, use_namespace
+    from txpatterns.state.store import status as namespace_status
+
+    with postgres_dsn(settings) as dsn, connect(dsn) as conn:
+        migrate(conn, settings.detect.namespace)
+        use_namespace(conn, settings.detect.namespace)
+        figures = namespace_status(conn, settings.detect.namespace)
+        data = page.collect(conn)
+    with make_store(settings).write_text(out_file) as f:
+        f.write(page.render(data, figures))
+    click.echo(f"Wrote {out_file}")
+
+
 _EXPLAIN_LABELS: Final = {
     "N": "N(m), transactions at the merchant",
     "n": "n(c,m), transactions of the customer there",

@@ -22,7 +22,7 @@ from txpatterns.schema import Rejected, read_importance
 from txpatterns.settings import DetectSettings
 from txpatterns.state.db import StateError
 from txpatterns.state.store import StateStore, digest_lines
-from txpatterns.store import Store, is_local, join
+from txpatterns.store import SUCCESS, Store, is_local, join
 
 
 @dataclass
@@ -177,6 +177,7 @@ class Detector:
                     batch_id=batch_id,
                     y_start=self.y_start,
                     spark_seconds=share,
+                    published_at=self._published_at(totals.path),
                 )
                 if new is None:
                     self.progress.chunks_skipped += 1
@@ -196,6 +197,13 @@ class Detector:
             self.progress.detections = self.state.detection_counts()
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+    def _published_at(self, chunk_url: str) -> datetime | None:
+        # When the chunk's marker appeared, for the lag figures; a chunk is applied without it.
+        try:
+            return self.store.modified(join(chunk_url, SUCCESS))
+        except (TxpError, OSError, NotImplementedError):
+            return None
 
     def flush_due(self, *, partial: bool = False) -> None:
         """Write the files that are full, overdue, or (with `partial`) all that is pending."""

@@ -296,6 +296,7 @@ class StateStore:
         batch_id: int,
         y_start: datetime,
         spark_seconds: Decimal,
+        published_at: datetime | None = None,
     ) -> int | None:
         """Apply a staged chunk, evaluate what it touched and record it, in one transaction.
 
@@ -305,10 +306,19 @@ class StateStore:
         with self.conn.transaction():
             inserted = self.conn.execute(
                 """
-                INSERT INTO chunks (chunk_index, path, valid_rows, invalid_rows, batch_id, seconds)
-                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_index) DO NOTHING
+                INSERT INTO chunks (chunk_index, path, valid_rows, invalid_rows, published_at,
+                                    batch_id, seconds)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_index) DO NOTHING
                 """,
-                (totals.index, totals.path, totals.valid, totals.invalid, batch_id, spark_seconds),
+                (
+                    totals.index,
+                    totals.path,
+                    totals.valid,
+                    totals.invalid,
+                    published_at,
+                    batch_id,
+                    spark_seconds,
+                ),
             ).rowcount
             if inserted == 0:
                 return None
