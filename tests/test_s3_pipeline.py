@@ -64,3 +64,25 @@ def test_publish_detect_verify_on_s3(
     )  # fmt: skip
     assert verified.exit_code == 0, verified.output
     assert "OK: the output equals the reference exactly." in verified.output
+
+
+def test_a_missing_bucket_stops_the_detector_with_a_clear_error(
+    spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    from txpatterns.errors import TxpError
+
+    store = s3_store(s3_bucket.endpoint_url, "us-east-1", "test", "test")
+    missing = f"{s3_bucket.name}-gone"
+    settings = DetectSettings(
+        input=s3_bucket.url("streaming", "input"),
+        output=f"s3://{missing}/streaming/output",
+        importance=s3_bucket.url("CustomerImportance.csv"),
+        namespace=namespace,
+        checkpoint=str(tmp_path / "checkpoint"),
+    )
+    detector = Detector(settings, PRESETS["seed"], store, dsn=postgres_dsn)
+    try:
+        with pytest.raises(TxpError, match=f"bucket '{missing}' does not exist"):
+            detector.run(spark, until_idle=True)
+    finally:
+        detector.close()
