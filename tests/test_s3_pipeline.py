@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,66 @@ def test_a_missing_bucket_stops_the_detector_with_a_clear_error(
             detector.run(spark, until_idle=True)
     finally:
         detector.close()
+
+
+def test_publisher_and_detector_side_by_side_on_s3(
+    spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import psycopg
+
+    from txpatterns.state.db import schema_name
+
+    transactions, importance = tmp_path / "transactions.csv", tmp_path / "importance.csv"
+    with transactions.open("w", newline="") as tx, importance.open("w", newline="") as imp:
+        generate(tx, imp, rows=2000, seed=8)
+    s3_bucket.fs.put(str(importance), s3_bucket.url("CustomerImportance.csv"))
+    settings = DetectSettings(
+        input=s3_bucket.url("streaming", "input"),
+        output=s3_bucket.url("streaming", "output"),
+        importance=s3_bucket.url("CustomerImportance.csv"),
+        namespace=namespace,
+        checkpoint=str(tmp_path / "checkpoint"),
+        trigger=0.25,  # type: ignore[arg-type]
+        max_wait=0,  # type: ignore[arg-type]
+    )
+    store = s3_store(s3_bucket.endpoint_url, "us-east-1", "test", "test")
+    detector = Detector(settings, PRESETS["seed"], store, dsn=postgres_dsn)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: detector.run(spark, until_idle=False, stop=stop))
+    thread.start()
+    try:
+        # Mechanism X as its own process, started while Y already watches the empty prefix.
+        publisher = subprocess.run(
+            [str(Path(sys.executable).with_name("txpatterns")), "publish",
+             "--source", str(transactions), "--to", settings.input or "",
+             "--chunk-rows", "250", "--interval", "0.3s"],
+            env={**os.environ, **s3_bucket.env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert publisher.returncode == 0, publisher.stderr
+        with psycopg.connect(postgres_dsn) as conn:
+            for _ in range(240):
+                row = conn.execute(
+                    f"SELECT count(*) FROM {schema_name(namespace)}.chunks"
+                ).fetchone()
+                if row and row[0] == 8:
+                    break
+                time.sleep(0.25)
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+        detector.close()
+    verified = CliRunner().invoke(
+        cli,
+        ["verify", "--input", settings.input or "",
+         "--importance", s3_bucket.url("CustomerImportance.csv"),
+         "--output", settings.output or "", "--preset", "seed"],
+        env=s3_bucket.env,
+    )  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    assert "Reference: 8 chunks" in verified.output
+    assert "OK: the output equals the reference exactly." in verified.output
