@@ -8,6 +8,7 @@ SeaweedFS without an identity configuration accepts any access key, so "test"/"t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -190,7 +191,7 @@ def _remove_grpc_sockets(ports: list[int]) -> None:
 
 
 def _start(
-    weed: Path, base: Path, attempt: int
+    weed: Path, base: Path, attempt: int, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], S3Server, list[int]]:
     s3_port, master_port, volume_port, filer_port = ports = _free_port_pairs(4)
     data_dir = base / f"data{attempt}"
@@ -218,6 +219,7 @@ def _start(
         # Small volumes: the default limit (30 GB) is pointless for a test server.
         "-master.volumeSizeLimitMB=64",
         "-volume.preStopSeconds=0",
+        *extra,
     ]
     for service in ("s3", "filer"):
         sock = data_dir / f"{service}.sock"
@@ -261,14 +263,13 @@ def _wait_ready(process: subprocess.Popen[bytes], server: S3Server) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A SeaweedFS S3 server on 127.0.0.1 for the whole session; always stopped afterwards."""
+@contextlib.contextmanager
+def running_server(base: Path, extra: tuple[str, ...] = ()) -> Iterator[S3Server]:
+    """Start SeaweedFS under `base`, wait until it answers, and always stop it afterwards."""
     weed = weed_binary()
-    base = tmp_path_factory.mktemp("seaweedfs")
     errors: list[str] = []
     for attempt in range(3):  # a port probed free can be taken before weed binds it
-        process, server, ports = _start(weed, base, attempt)
+        process, server, ports = _start(weed, base, attempt, extra)
         try:
             _wait_ready(process, server)
         except ServerExited as exc:
@@ -289,6 +290,26 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             _remove_grpc_sockets(ports)
         return
     raise RuntimeError("SeaweedFS could not start:\n" + "\n\n".join(errors))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on 127.0.0.1 for the whole session; always stopped afterwards."""
+    with running_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_server_with_identities(tmp_path: Path) -> Iterator[S3Server]:
+    """A server of its own that accepts only the key pair ACCESS_KEY / SECRET_KEY."""
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "tester",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))  # fmt: skip
+    with running_server(tmp_path, (f"-s3.config={config}",)) as server:
+        yield server
 
 
 @pytest.fixture

@@ -150,3 +150,35 @@ def test_publisher_and_detector_side_by_side_on_s3(
     assert verified.exit_code == 0, verified.output
     assert "Reference: 8 chunks" in verified.output
     assert "OK: the output equals the reference exactly." in verified.output
+
+
+def test_rejected_credentials_are_a_clear_error(
+    s3_server_with_identities: Any, tmp_path: Path
+) -> None:
+    server = s3_server_with_identities
+    fs = server.filesystem()
+    fs.mkdir("locked")
+    transactions, importance = tmp_path / "transactions.csv", tmp_path / "importance.csv"
+    with transactions.open("w", newline="") as tx, importance.open("w", newline="") as imp:
+        generate(tx, imp, rows=300, seed=2)
+    wrong = {**server.env, "TXP_S3_SECRET_ACCESS_KEY": "not-the-secret",
+             "AWS_SECRET_ACCESS_KEY": "not-the-secret"}  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["publish", "--source", str(transactions), "--to", "s3://locked/streaming/input",
+         "--interval", "0"],
+        env=wrong,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "'locked'" in result.output and "credentials" in result.output
+    assert "Traceback" not in result.output
+    assert "not-the-secret" not in result.output
+    assert not fs.ls("locked")
+    # The right key pair works on the same server.
+    result = CliRunner().invoke(
+        cli,
+        ["publish", "--source", str(transactions), "--to", "s3://locked/streaming/input",
+         "--interval", "0"],
+        env=server.env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
