@@ -265,3 +265,58 @@ def test_status_reports_progress_and_whether_a_detector_runs(
     finally:
         holder.close()
     assert status()["detector_running"] is False
+
+
+def test_the_native_reader_gives_the_same_result(
+    spark: Any, postgres_dsn: str, stream_50k: Any, tmp_path: Path
+) -> None:
+    from txpatterns.state.db import drop_namespace
+
+    drop_namespace(postgres_dsn, "native_reader")
+    try:
+        run_detector(
+            spark, postgres_dsn, stream_50k, "native_reader", SCALED_50K, reader="native",
+            output=str(tmp_path / "out"), checkpoint=str(tmp_path / "ck"),
+        )  # fmt: skip
+        assert state_detections(postgres_dsn, "native_reader") == reference_detections(
+            stream_50k, SCALED_50K
+        )
+    finally:
+        drop_namespace(postgres_dsn, "native_reader")
+
+
+def test_the_native_reader_splits_and_rejects_lines_like_the_python_reader(
+    spark: Any, postgres_dsn: str, tmp_path: Path
+) -> None:
+    from chunks import TX_HEADER, imp, tx, write_importance
+    from pipeline import Stream
+    from txpatterns.state.db import drop_namespace
+
+    stream = Stream(tmp_path)
+    good = [tx(f"C{i}", "M1", "5", gender="MF"[i % 2]) for i in range(12)]
+    chunk0 = stream.input / "chunk_0.csv"
+    chunk0.mkdir(parents=True)
+    # A BOM, CRLF endings, a bad row, an empty line, and no final line break.
+    body = "\ufeff" + TX_HEADER + "\r\n" + "\r\n".join([*good, "x,y", ""]) + "\r\n" + good[0]
+    (chunk0 / "part-00000.csv").write_bytes(body.encode())
+    # A second part with the wrong header: rejected whole.
+    (chunk0 / "part-00001.csv").write_text("nope\n" + "\n".join(good) + "\n")
+    (chunk0 / "_SUCCESS").touch()
+    write_importance(stream.importance, [imp("C1", "M1", "1")])
+    results = {}
+    for reader in ("python", "native"):
+        name = f"reader_{reader}"
+        drop_namespace(postgres_dsn, name)
+        run_detector(
+            spark, postgres_dsn, stream, name, PRESETS["seed"], reader=reader,
+            output=str(tmp_path / f"out_{reader}"), checkpoint=str(tmp_path / f"ck_{reader}"),
+        )  # fmt: skip
+        with psycopg.connect(postgres_dsn) as conn:
+            totals = conn.execute(
+                f"SELECT valid_rows, invalid_rows FROM {schema_name(name)}.chunks"
+            ).fetchall()
+        results[reader] = (totals, state_detections(postgres_dsn, name))
+        drop_namespace(postgres_dsn, name)
+    # 13 good rows; bad: "x,y", the empty line, and the 13 lines of the wrong-header part.
+    assert results["python"][0] == [(13, 15)]
+    assert results["native"] == results["python"]

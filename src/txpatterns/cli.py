@@ -453,6 +453,7 @@ DETECT_FLAGS: Final = {
     "master": "detect.master",
     "trigger": "detect.trigger",
     "max_chunks_per_batch": "detect.max_chunks_per_batch",
+    "reader": "detect.reader",
 }
 
 
@@ -524,6 +525,11 @@ def _detections_line(counts: Mapping[str, int]) -> str:
 @click.option("--master", help="Spark master URL [default: local[*]].")
 @click.option("--trigger", help='Micro-batch interval in continuous mode [default: "1s"].')
 @click.option("--max-chunks-per-batch", help="At most this many chunks per micro-batch [0: all].")
+@click.option(
+    "--reader",
+    help="python: fsspec on the executors, no extra jars [default]; native: Spark's own "
+    "reader, for s3a:// where the Hadoop S3A connector is installed.",
+)
 @click.option("--until-idle", is_flag=True, help="Process the chunks there now, write, and exit.")
 @click.option("--stats", "stats_file", help="At exit, write this run's figures as JSON here.")
 @click.option("--crash-at", hidden=True, help="Tests only: SIGKILL at a named point (POINT[:N]).")

@@ -110,6 +110,13 @@ def _as_non_negative_int(value: object) -> int:
     return number
 
 
+def _as_reader(value: object) -> str:
+    name = _as_str(value).strip()
+    if name not in ("python", "native"):
+        raise ValueError("expected python (fsspec on the executors) or native (Spark's reader)")
+    return name
+
+
 def _as_preset(value: object) -> str:
     name = _as_str(value).strip()
     if name not in PRESETS:
@@ -155,6 +162,7 @@ KEYS: Final = (
     Key("detect.trigger", parse_duration),
     Key("detect.max_chunks_per_batch", _as_non_negative_int),
     Key("detect.spark_ui", _as_bool),
+    Key("detect.reader", _as_reader),
     Key("output.batch_size", _as_positive_int),
     Key("output.max_wait", parse_duration),
     Key("output.timezone", _as_zone),
@@ -174,6 +182,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "detect.trigger": Decimal(1),
     "detect.max_chunks_per_batch": 0,
     "detect.spark_ui": False,
+    "detect.reader": "python",
     "output.batch_size": 50,
     "output.max_wait": Decimal(5),
     "output.timezone": "Asia/Kolkata",
@@ -197,6 +206,7 @@ class DetectSettings:
     trigger: Decimal = Decimal(1)
     max_chunks_per_batch: int = 0
     spark_ui: bool = False
+    reader: str = "python"
     batch_size: int = 50
     max_wait: Decimal = Decimal(5)
     timezone: str = "Asia/Kolkata"
@@ -332,6 +342,7 @@ def build(
             trigger=cast(Decimal, effective["detect.trigger"]),
             max_chunks_per_batch=cast(int, effective["detect.max_chunks_per_batch"]),
             spark_ui=cast(bool, effective["detect.spark_ui"]),
+            reader=cast(str, effective["detect.reader"]),
             batch_size=cast(int, effective["output.batch_size"]),
             max_wait=cast(Decimal, effective["output.max_wait"]),
             timezone=cast(str, effective["output.timezone"]),

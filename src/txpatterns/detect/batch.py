@@ -52,6 +52,61 @@ def _quoted(value: Column) -> Column:
 _USED = ("step", "customer", "age", "gender", "merchant", "amount")
 
 
+def native_lines(markers: DataFrame) -> DataFrame:
+    """The lines of the batch's chunks read by Spark's own text reader (e.g. over s3a://).
+
+    `markers` holds the source's one row per part; the result has the source's full schema.
+    Lines end at "\n" (a trailing "\r" is dropped), where the Python reader also ends them at
+    a lone "\r".
+    """
+    from pyspark.sql import Window
+
+    spark = markers.sparkSession
+    parts = [r["part"] for r in markers.where(F.col("part") != "").select("part").collect()]
+    if not parts:
+        return markers
+    paths = markers.select("chunk", "path").distinct()
+    text = spark.read.text(parts, wholetext=True).select(
+        F.regexp_extract("_metadata.file_path", r"chunk_([0-9]+)\.csv/([^/]+)$", 1)
+        .cast("int")
+        .alias("chunk"),
+        F.regexp_extract("_metadata.file_path", r"chunk_([0-9]+)\.csv/([^/]+)$", 2).alias("name"),
+        "value",
+    )
+    exploded = text.select(
+        "chunk", "name", F.size(F.split("value", "\n", -1)).alias("count"),
+        F.posexplode(F.split("value", "\n", -1)).alias("pos", "raw"),
+    )  # fmt: skip
+    lines = exploded.where(~((F.col("pos") == F.col("count") - 1) & (F.col("raw") == ""))).select(
+        "chunk",
+        "name",
+        (F.col("pos") + 1).cast("int").alias("line_no"),
+        F.regexp_replace("raw", "\r\\z", "").alias("line"),
+    )
+    header = F.transform(
+        F.split(F.regexp_replace("line", "^\ufeff", ""), ",", -1), lambda v: _unquote(v)
+    ) == F.array(*(F.lit(c) for c in TRANSACTION_COLUMNS))
+    by_part = Window.partitionBy("chunk", "name")
+    flagged = lines.withColumn(
+        "header_ok",
+        F.coalesce(F.max(F.when(F.col("line_no") == 1, header)).over(by_part), F.lit(False)),
+    )
+    data = (
+        flagged.where(~(F.col("header_ok") & (F.col("line_no") == 1)))
+        .join(paths, "chunk")
+        .select(
+            "chunk",
+            "path",
+            F.concat_ws("/", "path", "name").alias("part"),
+            "line_no",
+            "line",
+            "header_ok",
+            F.lit(False).alias("marker"),
+        )
+    )
+    return markers.unionByName(data)
+
+
 def parse(lines: DataFrame) -> DataFrame:
     """Add the unquoted fields, the first failing column and the reason (null when valid).
 

@@ -157,6 +157,8 @@ class Detector:
         with self.lock:
             applied = self.state.applied_chunks()
         fresh = lines.where(~F.col("chunk").isin(sorted(applied))) if applied else lines
+        if self.settings.reader == "native":
+            fresh = batch.native_lines(fresh)
         parsed = batch.parse(fresh)
         aggregates = batch.collect(batch.aggregate(parsed))
         if not aggregates.chunks:
@@ -218,6 +220,7 @@ class Detector:
             .option("path", self.input)
             .option("start_chunk", str(self.state.next_chunk()))
             .option("max_chunks_per_batch", str(self.settings.max_chunks_per_batch))
+            .option("reader", self.settings.reader)
             .option("store_secret_options", json.dumps(self.store.options))
             .load()
         )

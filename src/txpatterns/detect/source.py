@@ -43,12 +43,17 @@ class ChunkPartition(InputPartition):
         self.parts = parts
 
 
-def read_chunk(store: Store, partition: ChunkPartition) -> Iterator[pa.RecordBatch]:
-    """Yield the lines of one chunk, plus one marker row per part so empty chunks count too."""
+def read_chunk(
+    store: Store, partition: ChunkPartition, *, with_lines: bool = True
+) -> Iterator[pa.RecordBatch]:
+    """Yield the lines of one chunk, plus one marker row per part so empty chunks count too.
+
+    Without `with_lines` only the marker rows come: Spark's native reader reads the lines.
+    """
     parts = partition.parts or ("",)
     for part in parts:
         lines: list[tuple[int, str]] = []
-        if part:
+        if part and with_lines:
             lines = list(numbered_lines(io.StringIO(store.read_text(part), newline="")))
         header_ok = bool(lines) and tuple(header_fields(lines[0][1])) == TRANSACTION_COLUMNS
         if header_ok:
@@ -75,6 +80,7 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.input = options["path"]
         self.start = int(options.get("start_chunk", "0"))
         self.max_chunks = int(options.get("max_chunks_per_batch", "0"))
+        self.with_lines = options.get("reader", "python") == "python"
         self.store = Store(json.loads(options.get(STORE_OPTION, "{}")))
         self.target: int | None = None
         self.known: dict[int, ChunkRef] = {}
@@ -117,7 +123,7 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, ChunkPartition)
-        return read_chunk(self.store, partition)
+        return read_chunk(self.store, partition, with_lines=self.with_lines)
 
     def commit(self, end: dict[str, int]) -> None:
         pass
