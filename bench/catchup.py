@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master", default=MASTER)
     parser.add_argument("--no-floor", action="store_true", help="skip the Spark floor")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")
+    parser.add_argument(
+        "--reader",
+        choices=("python", "native"),
+        default="python",
+        help="the detector's chunk reader (compare the two with --no-floor runs)",
+    )
 
 
 def run_floor(input_dir: Any, master: str, keep: bool) -> dict[str, Any]:
@@ -108,7 +114,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     print(f"detect --until-idle over {chunks} chunks, cold start ...")
     work = scratch("catchup")
-    command = detect_args(input_dir, data.importance, work, master=args.master, until_idle=True)
+    command = detect_args(
+        input_dir, data.importance, work, master=args.master, until_idle=True,
+        extra=("--reader", args.reader),
+    )  # fmt: skip
     detector = launch(command, work / "detect.log", work)
     with Sampler(detector.process.pid, pgdata=work / "postgres") as sampler:
         code = detector.process.wait()
@@ -196,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rows": args.rows,
             "seed": args.seed,
             "chunk_rows": args.chunk_rows,
+            "reader": args.reader,
             "chunks": chunks,
             "master": args.master,
             "preset": PRESET,
@@ -225,7 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": [t.record() for t in targets],
         "detector_summary": summary[-1] if summary else None,
     }
-    write_result("catchup", result)
+    write_result("catchup" if args.reader == "python" else f"catchup-{args.reader}", result)
     if not args.keep:
         remove(work)
     else:
