@@ -177,3 +177,72 @@ def test_detector_stops_with_a_clear_error_when_the_server_is_unreachable(
     finally:
         detector.close()
     assert time.monotonic() - started < 60
+
+
+def test_a_long_outage_stops_the_detector_and_a_restart_loses_nothing(
+    spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    transactions, importance = tmp_path / "transactions.csv", tmp_path / "importance.csv"
+    with transactions.open("w", newline="") as tx, importance.open("w", newline="") as imp:
+        generate(tx, imp, rows=2000, seed=12)
+    direct = s3_store(s3_bucket.endpoint_url, "us-east-1", "test", "test")
+    input_url = s3_bucket.url("streaming", "input")
+    publish_rows(transactions, input_url, direct, max_chunks=4)
+    s3_bucket.fs.put(str(importance), s3_bucket.url("CustomerImportance.csv"))
+    proxy = Proxy(int(s3_bucket.endpoint_url.rsplit(":", 1)[1]))
+    proxy.start()
+    settings = DetectSettings(
+        input=input_url,
+        output=s3_bucket.url("streaming", "output"),
+        importance=s3_bucket.url("CustomerImportance.csv"),
+        namespace=namespace,
+        checkpoint=str(tmp_path / "checkpoint"),
+        trigger=0.25,  # type: ignore[arg-type]
+        max_wait=0,  # type: ignore[arg-type]
+    )
+    # A short retry budget, so that the outage outlasts it.
+    through_proxy = Store(
+        s3_store(proxy.url, "us-east-1", "test", "test").options, retries=1, backoff=0.2
+    )
+    detector = Detector(settings, PRESETS["seed"], through_proxy, dsn=postgres_dsn)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            detector.run(spark, until_idle=False)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while applied(postgres_dsn, namespace) < 4:
+            assert not failure, failure
+            assert time.monotonic() < deadline
+            time.sleep(0.25)
+        proxy.stop()
+        publish_rows(transactions, input_url, direct, max_chunks=None)
+        thread.join(timeout=180)
+        assert not thread.is_alive(), "the detector kept waiting through a long outage"
+    finally:
+        detector.close()
+    assert failure and isinstance(failure[0], TxpError), failure
+    assert "tries" in str(failure[0]) or "cannot" in str(failure[0])
+    # The server is back: a new detector finishes the stream, nothing lost or twice.
+    proxy.start()
+    try:
+        restarted = Detector(
+            settings, PRESETS["seed"], s3_store(proxy.url, "us-east-1", "test", "test"),
+            dsn=postgres_dsn,
+        )  # fmt: skip
+        try:
+            restarted.run(spark, until_idle=True)
+        finally:
+            restarted.close()
+    finally:
+        proxy.stop()
+    assert applied(postgres_dsn, namespace) == 8
+    replay = replay_folder(input_url, str(importance), PRESETS["seed"], store=direct)
+    diff = compare(replay.detections, read_output(settings.output or "", direct))
+    assert diff.agrees and not diff.output.incomplete, diff
