@@ -73,15 +73,23 @@ def native_lines(markers: DataFrame) -> DataFrame:
         F.regexp_extract("_metadata.file_path", r"chunk_([0-9]+)\.csv/([^/]+)$", 2).alias("name"),
         "value",
     )
-    exploded = text.select(
-        "chunk", "name", F.size(F.split("value", "\n", -1)).alias("count"),
-        F.posexplode(F.split("value", "\n", -1)).alias("pos", "raw"),
-    )  # fmt: skip
-    lines = exploded.where(~((F.col("pos") == F.col("count") - 1) & (F.col("raw") == ""))).select(
-        "chunk",
-        "name",
-        (F.col("pos") + 1).cast("int").alias("line_no"),
-        F.regexp_replace("raw", "\r\\z", "").alias("line"),
+    # One trailing line break ends the last line rather than starting an empty one; an empty
+    # file has no lines. (Computing a line count per exploded row instead is quadratic.)
+    lines = (
+        text.where(F.col("value") != "")
+        .select(
+            "chunk",
+            "name",
+            F.posexplode(F.split(F.regexp_replace("value", "\n\\z", ""), "\n", -1)).alias(
+                "pos", "raw"
+            ),
+        )
+        .select(
+            "chunk",
+            "name",
+            (F.col("pos") + 1).cast("int").alias("line_no"),
+            F.regexp_replace("raw", "\r\\z", "").alias("line"),
+        )
     )
     header = F.transform(
         F.split(F.regexp_replace("line", "^\ufeff", ""), ",", -1), lambda v: _unquote(v)
