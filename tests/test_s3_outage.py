@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +93,35 @@ def applied(dsn: str, namespace: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_detector_rides_out_an_outage(
-    spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
-) -> None:
+@dataclass
+class Outage:
+    """Half a stream published on S3, and a relay the detector reaches the server through."""
+
+    transactions: Path
+    importance: Path
+    direct: Store
+    proxy: Proxy
+    settings: DetectSettings
+
+    def publish_rest(self) -> None:
+        publish_rows(self.transactions, self.settings.input or "", self.direct, max_chunks=None)
+
+    def agrees(self) -> tuple[bool, Any]:
+        replay = replay_folder(
+            self.settings.input or "", str(self.importance), PRESETS["seed"], store=self.direct
+        )
+        diff = compare(replay.detections, read_output(self.settings.output or "", self.direct))
+        return diff.agrees and not diff.output.incomplete, diff
+
+
+def half_published(s3_bucket: S3Bucket, namespace: str, tmp_path: Path, seed: int) -> Outage:
     transactions, importance = tmp_path / "transactions.csv", tmp_path / "importance.csv"
     with transactions.open("w", newline="") as tx, importance.open("w", newline="") as imp:
-        generate(tx, imp, rows=2000, seed=11)
+        generate(tx, imp, rows=2000, seed=seed)
     direct = s3_store(s3_bucket.endpoint_url, "us-east-1", "test", "test")
     input_url = s3_bucket.url("streaming", "input")
     publish_rows(transactions, input_url, direct, max_chunks=4)
     s3_bucket.fs.put(str(importance), s3_bucket.url("CustomerImportance.csv"))
-
     proxy = Proxy(int(s3_bucket.endpoint_url.rsplit(":", 1)[1]))
     proxy.start()
     settings = DetectSettings(
@@ -114,11 +133,13 @@ def test_detector_rides_out_an_outage(
         trigger=0.25,  # type: ignore[arg-type]
         max_wait=0,  # type: ignore[arg-type]
     )
-    detector = Detector(
-        settings, PRESETS["seed"], s3_store(proxy.url, "us-east-1", "test", "test"),
-        dsn=postgres_dsn,
-    )  # fmt: skip
-    stop = threading.Event()
+    return Outage(transactions, importance, direct, proxy, settings)
+
+
+def in_background(
+    detector: Detector, spark: Any, stop: threading.Event | None = None
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Run a continuous detector in a thread; its exception, if any, lands in the list."""
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -129,30 +150,43 @@ def test_detector_rides_out_an_outage(
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    return thread, failure
+
+
+def wait_applied(dsn: str, namespace: str, count: int, failure: list[BaseException]) -> None:
+    deadline = time.monotonic() + 120
+    while applied(dsn, namespace) < count:
+        assert not failure, failure
+        assert time.monotonic() < deadline, f"fewer than {count} chunks applied in time"
+        time.sleep(0.25)
+
+
+def test_detector_rides_out_an_outage(
+    spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    outage = half_published(s3_bucket, namespace, tmp_path, seed=11)
+    detector = Detector(
+        outage.settings, PRESETS["seed"],
+        s3_store(outage.proxy.url, "us-east-1", "test", "test"), dsn=postgres_dsn,
+    )  # fmt: skip
+    stop = threading.Event()
+    thread, failure = in_background(detector, spark, stop)
     try:
-        deadline = time.monotonic() + 120
-        while applied(postgres_dsn, namespace) < 4:
-            assert not failure, failure
-            assert time.monotonic() < deadline
-            time.sleep(0.25)
-        proxy.stop()  # the server is gone for the detector...
-        publish_rows(transactions, input_url, direct, max_chunks=None)  # ...while chunks land
+        wait_applied(postgres_dsn, namespace, 4, failure)
+        outage.proxy.stop()  # the server is gone for the detector...
+        outage.publish_rest()  # ...while chunks land
         time.sleep(4)
         assert thread.is_alive() and not failure, failure
-        proxy.start()
-        while applied(postgres_dsn, namespace) < 8:
-            assert not failure, failure
-            assert time.monotonic() < deadline, "the detector did not recover"
-            time.sleep(0.25)
+        outage.proxy.start()
+        wait_applied(postgres_dsn, namespace, 8, failure)
     finally:
         stop.set()
         thread.join(timeout=120)
         detector.close()
-        proxy.stop()
+        outage.proxy.stop()
     assert not failure, failure
-    replay = replay_folder(input_url, str(importance), PRESETS["seed"], store=direct)
-    diff = compare(replay.detections, read_output(settings.output or "", direct))
-    assert diff.agrees and not diff.output.incomplete, diff
+    agrees, diff = outage.agrees()
+    assert agrees, diff
 
 
 def test_detector_stops_with_a_clear_error_when_the_server_is_unreachable(
@@ -182,47 +216,17 @@ def test_detector_stops_with_a_clear_error_when_the_server_is_unreachable(
 def test_a_long_outage_stops_the_detector_and_a_restart_loses_nothing(
     spark: Any, postgres_dsn: str, namespace: str, s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    transactions, importance = tmp_path / "transactions.csv", tmp_path / "importance.csv"
-    with transactions.open("w", newline="") as tx, importance.open("w", newline="") as imp:
-        generate(tx, imp, rows=2000, seed=12)
-    direct = s3_store(s3_bucket.endpoint_url, "us-east-1", "test", "test")
-    input_url = s3_bucket.url("streaming", "input")
-    publish_rows(transactions, input_url, direct, max_chunks=4)
-    s3_bucket.fs.put(str(importance), s3_bucket.url("CustomerImportance.csv"))
-    proxy = Proxy(int(s3_bucket.endpoint_url.rsplit(":", 1)[1]))
-    proxy.start()
-    settings = DetectSettings(
-        input=input_url,
-        output=s3_bucket.url("streaming", "output"),
-        importance=s3_bucket.url("CustomerImportance.csv"),
-        namespace=namespace,
-        checkpoint=str(tmp_path / "checkpoint"),
-        trigger=0.25,  # type: ignore[arg-type]
-        max_wait=0,  # type: ignore[arg-type]
-    )
+    outage = half_published(s3_bucket, namespace, tmp_path, seed=12)
     # A short retry budget, so that the outage outlasts it.
     through_proxy = Store(
-        s3_store(proxy.url, "us-east-1", "test", "test").options, retries=1, backoff=0.2
+        s3_store(outage.proxy.url, "us-east-1", "test", "test").options, retries=1, backoff=0.2
     )
-    detector = Detector(settings, PRESETS["seed"], through_proxy, dsn=postgres_dsn)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            detector.run(spark, until_idle=False)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    detector = Detector(outage.settings, PRESETS["seed"], through_proxy, dsn=postgres_dsn)
+    thread, failure = in_background(detector, spark)
     try:
-        deadline = time.monotonic() + 120
-        while applied(postgres_dsn, namespace) < 4:
-            assert not failure, failure
-            assert time.monotonic() < deadline
-            time.sleep(0.25)
-        proxy.stop()
-        publish_rows(transactions, input_url, direct, max_chunks=None)
+        wait_applied(postgres_dsn, namespace, 4, failure)
+        outage.proxy.stop()
+        outage.publish_rest()
         thread.join(timeout=180)
         assert not thread.is_alive(), "the detector kept waiting through a long outage"
     finally:
@@ -230,19 +234,18 @@ def test_a_long_outage_stops_the_detector_and_a_restart_loses_nothing(
     assert failure and isinstance(failure[0], TxpError), failure
     assert "tries" in str(failure[0]) or "cannot" in str(failure[0])
     # The server is back: a new detector finishes the stream, nothing lost or twice.
-    proxy.start()
+    outage.proxy.start()
     try:
         restarted = Detector(
-            settings, PRESETS["seed"], s3_store(proxy.url, "us-east-1", "test", "test"),
-            dsn=postgres_dsn,
+            outage.settings, PRESETS["seed"],
+            s3_store(outage.proxy.url, "us-east-1", "test", "test"), dsn=postgres_dsn,
         )  # fmt: skip
         try:
             restarted.run(spark, until_idle=True)
         finally:
             restarted.close()
     finally:
-        proxy.stop()
+        outage.proxy.stop()
     assert applied(postgres_dsn, namespace) == 8
-    replay = replay_folder(input_url, str(importance), PRESETS["seed"], store=direct)
-    diff = compare(replay.detections, read_output(settings.output or "", direct))
-    assert diff.agrees and not diff.output.incomplete, diff
+    agrees, diff = outage.agrees()
+    assert agrees, diff

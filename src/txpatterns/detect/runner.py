@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -258,8 +259,20 @@ class Detector:
             raise DetectError(f"the detector stopped: {_first_line(exc)}") from exc
 
 
+_ERROR_LINE = re.compile(r"^\s*([\w.]*(?:Error|Exception)): (.+)$")
+
+
 def _first_line(exc: BaseException) -> str:
+    """The most telling line of a streaming failure: our own error's message when the
+    exception carries one (from foreachBatch or an executor), else its first line."""
     text = str(exc).strip()
+    ours = [m.group(2) for m in map(_ERROR_LINE.match, text.splitlines())
+            if m and m.group(1).startswith("txpatterns.")]  # fmt: skip
+    if ours:
+        return ours[-1]
+    causes = [m.group(0).strip() for m in map(_ERROR_LINE.match, text.splitlines()) if m]
+    if causes:
+        return causes[-1]
     for line in text.splitlines():
         if line.strip() and not line.startswith("\tat "):
             return line.strip()
