@@ -218,14 +218,12 @@ class Store:
         """List the sub-folders of `url` matching `pattern`, by name, with the files each holds."""
         return sorted((f, tuple(sorted(names))) for f, names in self._listing(url, pattern).items())
 
-    def list_chunks(
-        self, url: str, *, complete: bool = True, missing_ok: bool = False
-    ) -> list[ChunkRef]:
-        """List the chunks under `url` by index: only those holding `_SUCCESS` unless told."""
+    def list_chunks(self, url: str, *, missing_ok: bool = False) -> list[ChunkRef]:
+        """List the complete chunks under `url` (those holding `_SUCCESS`), by index."""
         chunks = []
         for folder, names in self._listing(url, CHUNK_DIR, missing_ok=missing_ok).items():
             match = CHUNK_DIR.match(folder)
-            if match is None or (complete and SUCCESS not in names):
+            if match is None or SUCCESS not in names:
                 continue
             chunk_url = join(url, folder)
             parts = sorted(n for n in names if n.startswith("part-") and n.endswith(".csv"))
@@ -366,14 +364,6 @@ class Store:
         finally:
             if local and os.path.exists(target):
                 os.remove(target)
-
-    def remove(self, url: str) -> None:
-        fs, path = self.filesystem(url)
-        try:
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-        except OSError as exc:
-            raise StoreError(f"cannot remove {url}: {_describe(exc)}") from exc
 
 
 LOCAL: Final = Store()

@@ -22,7 +22,7 @@ from txpatterns.patterns import Thresholds
 from txpatterns.schema import Rejected, read_importance
 from txpatterns.settings import DetectSettings
 from txpatterns.state.db import StateError
-from txpatterns.state.store import StateStore, digest_lines
+from txpatterns.state.store import StateStore, digest_blocks
 from txpatterns.store import SUCCESS, Store, is_local, join
 
 
@@ -60,7 +60,7 @@ def _load_importance(state: StateStore, store: Store, url: str, quarantine: str)
     # Two streaming passes, so memory stays flat whatever the file's size: the digest tells
     # whether this namespace has loaded this very file already.
     with store.open_source(url) as (stream, _):
-        digest = digest_lines(iter(lambda: stream.read(1 << 20), b""))
+        digest = digest_blocks(iter(lambda: stream.read(1 << 20), b""))
     if state.meta("importance_digest") == digest:
         return 0
     rejected: list[Rejected] = []

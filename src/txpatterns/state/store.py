@@ -406,11 +406,11 @@ class StateStore:
             )
 
 
-def digest_lines(lines: Iterable[bytes]) -> str:
-    """A SHA-256 of some bytes, for recognising the same importance file again."""
+def digest_blocks(blocks: Iterable[bytes]) -> str:
+    """A SHA-256 of a file read in blocks, for recognising the same importance file again."""
     h = hashlib.sha256()
-    for line in lines:
-        h.update(line)
+    for block in blocks:
+        h.update(block)
     return h.hexdigest()
 
 
