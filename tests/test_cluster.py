@@ -39,4 +39,5 @@ def test_detect_on_a_standalone_cluster(
     executor_logs = list(spark_cluster.worker_dir.glob("app-*/*/stderr"))
     assert executor_logs, "the worker started no executor"
     finished = sum(log.read_text().count("Finished task") for log in executor_logs)
-    assert finished >= 8, "the executor ran fewer tasks than there are chunks"
+    # The one micro-batch's 8 chunks are read as one run of chunks per core: 2 tasks.
+    assert finished >= 2, "the executor ran fewer tasks than the worker has cores"

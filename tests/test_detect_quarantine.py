@@ -18,10 +18,8 @@ import pytest
 
 from chunks import IMPORTANCE_HEADER, TX_HEADER, imp, tx
 from pipeline import Stream, reference_detections, run_detector, state_detections
-from txpatterns.detect import batch
-from txpatterns.detect.batch import QUARANTINE_COLUMNS
+from txpatterns.detect.deltas import PAIR, QUARANTINE_COLUMNS, REJECTED, part_deltas
 from txpatterns.detect.runner import quarantine_location
-from txpatterns.detect.source import SCHEMA
 from txpatterns.patterns import CHILD, DEI_NEEDED, UPGRADE, Thresholds
 from txpatterns.reference import replay_folder
 from txpatterns.schema import WRONG_HEADER, check_transaction, split_line
@@ -242,16 +240,51 @@ AWKWARD_LINES = [
 ]
 
 
-@pytest.mark.spark
-def test_spark_rejects_each_row_with_the_reference_reason(spark: Any) -> None:
-    lines = spark.createDataFrame(
-        [(0, "p", "p", n, line, True, False) for n, line in enumerate(AWKWARD_LINES, start=2)],
-        SCHEMA,
+def test_the_arrow_rules_reject_each_row_with_the_reference_reason() -> None:
+    text = "\n".join([TX_HEADER, *AWKWARD_LINES]) + "\n"
+    rows = part_deltas(0, "c", "c/part", text).to_pylist()
+    says = [
+        (r["line_no"], r["column"], r["reason"], r["line"]) for r in rows if r["kind"] == REJECTED
+    ]
+    reference_says = [
+        (n, *verdict, line)
+        for n, line in enumerate(AWKWARD_LINES, start=2)
+        if (verdict := check_transaction(split_line(line))) is not None
+    ]
+    assert says == reference_says
+    counted = sum(r["n"] for r in rows if r["kind"] == PAIR)
+    assert counted == len(AWKWARD_LINES) - len(reference_says) == 1  # '"5"' is a quoted 5
+
+
+# Values at the edges of what the rules accept: each must count, with its exact amount.
+EDGE_LINES = [
+    tx("C1", "M1", "99999999999999999999.999999999999999999"),
+    tx("C1", "M1", "0.000000000000000001"),
+    tx("C1", "M1", "'7'"),
+    tx("C1", "M1", "0", step="999999999999999999"),
+    tx("C2", "M1", "1.5", gender="E"),
+    tx("C2", "M1", "2", gender="U", age="U"),
+]
+
+
+def test_the_arrow_rules_accept_edge_values_and_sum_them_exactly() -> None:
+    text = "\ufeff" + "\r\n".join([TX_HEADER, *EDGE_LINES])
+    rows = part_deltas(3, "c", "c/part", text).to_pylist()
+    pairs = {(r["merchant"], r["customer"]): r for r in rows if r["kind"] == PAIR}
+    assert [r for r in rows if r["kind"] != PAIR] == []
+    c1, c2 = pairs["M1", "C1"], pairs["M1", "C2"]
+    assert (c1["n"], Decimal(c1["amount"]), c1["has_f"], c1["has_m"]) == (
+        4,
+        Decimal("100000000000000000007"),  # 21 integer digits: more than DECIMAL(38, 18) holds
+        True,
+        False,
     )
-    rows = batch.parse(lines).orderBy("line_no").select("column", "reason").collect()
-    spark_says = [None if r["reason"] is None else (r["column"], r["reason"]) for r in rows]
-    reference_says = [check_transaction(split_line(line)) for line in AWKWARD_LINES]
-    assert spark_says == reference_says
+    assert (c2["n"], Decimal(c2["amount"]), c2["has_f"], c2["has_m"]) == (
+        2,
+        Decimal("3.5"),
+        False,
+        False,
+    )
 
 
 @pytest.mark.parametrize(

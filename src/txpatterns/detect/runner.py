@@ -149,31 +149,25 @@ class Detector:
         return str(Path(self.settings.workdir) / "checkpoints" / self.settings.namespace)
 
     def process_batch(self, lines: Any, batch_id: int) -> None:
-        """foreachBatch: aggregate in Spark, then apply chunk by chunk in index order."""
-        from pyspark.sql import functions as F
-
+        """foreachBatch: deltas from Spark, then applied chunk by chunk in index order."""
         from txpatterns.detect import batch
 
         started = time.perf_counter()
         with self.lock:
             applied = self.state.applied_chunks()
-        fresh = lines.where(~F.col("chunk").isin(sorted(applied))) if applied else lines
-        if self.settings.reader == "native":
-            fresh = batch.native_lines(fresh)
-        parsed = batch.parse(fresh)
-        aggregates = batch.collect(batch.aggregate(parsed))
-        if not aggregates.chunks:
+        deltas = batch.collect(lines, native=self.settings.reader == "native", skip=applied)
+        if not deltas.chunks:
             return
-        if any(c.invalid for c in aggregates.chunks):
-            batch.write_quarantine(parsed, self.store, self.quarantine)
+        if deltas.rejected.num_rows:
+            deltas.write_quarantine(self.store, self.quarantine)
         spark_seconds = time.perf_counter() - started
         self.progress.spark_seconds += spark_seconds
         with self.lock:
             database_started = time.perf_counter()
-            self.state.stage(aggregates.stage_csv())
+            self.state.stage(deltas.stage_csv())
             self.crash("after-stage")
-            share = Decimal(spark_seconds / len(aggregates.chunks)).quantize(Decimal("0.001"))
-            for totals in aggregates.chunks:
+            share = Decimal(spark_seconds / len(deltas.chunks)).quantize(Decimal("0.001"))
+            for totals in deltas.chunks:
                 new = self.state.apply_chunk(
                     totals,
                     self.thresholds,
@@ -221,6 +215,7 @@ class Detector:
             .option("path", self.input)
             .option("start_chunk", str(self.state.next_chunk()))
             .option("max_chunks_per_batch", str(self.settings.max_chunks_per_batch))
+            .option("tasks", str(spark.sparkContext.defaultParallelism))
             .option("reader", self.settings.reader)
             .option("store_secret_options", json.dumps(self.store.options))
             .load()

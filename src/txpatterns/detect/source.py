@@ -7,7 +7,6 @@ partition, read on an executor through fsspec, so no Hadoop S3 connector is need
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
@@ -21,56 +20,45 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
-from txpatterns.schema import TRANSACTION_COLUMNS, header_fields, numbered_lines
+from txpatterns.detect.deltas import SCHEMA, chunk_row, part_deltas, part_row
 from txpatterns.store import ChunkRef, Store
 
 NAME: Final = "txpatterns_chunks"
-SCHEMA: Final = (
-    "chunk int, path string, part string, line_no int, line string, header_ok boolean, "
-    "marker boolean"
-)
 # Spark redacts option values whose key matches "secret" in plans and logs.
 STORE_OPTION: Final = "store_secret_options"
 
 
 class ChunkPartition(InputPartition):
-    """One chunk: its index, its folder and its part files."""
+    """A run of consecutive chunks read by one task: each with its folder and part files."""
 
-    def __init__(self, index: int, path: str, parts: tuple[str, ...]) -> None:
-        super().__init__(index)
-        self.index = index
-        self.path = path
-        self.parts = parts
+    def __init__(self, number: int, chunks: tuple[ChunkRef, ...]) -> None:
+        super().__init__(number)
+        self.chunks = chunks
+
+
+def split_evenly(chunks: Sequence[ChunkRef], tasks: int) -> list[tuple[ChunkRef, ...]]:
+    """Consecutive runs of `chunks`, as many as `tasks` (fewer if there are fewer chunks)."""
+    tasks = max(1, min(tasks, len(chunks)))
+    size, extra = divmod(len(chunks), tasks)
+    runs, start = [], 0
+    for number in range(tasks):
+        end = start + size + (1 if number < extra else 0)
+        runs.append(tuple(chunks[start:end]))
+        start = end
+    return runs
 
 
 def read_chunk(
-    store: Store, partition: ChunkPartition, *, with_lines: bool = True
+    store: Store, chunk: ChunkRef, *, with_lines: bool = True
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the lines of one chunk, plus one marker row per part so empty chunks count too.
-
-    Without `with_lines` only the marker rows come: Spark's native reader reads the lines.
+    """Yield one chunk's rows: its `chunk` row, a `part` row per part file and, with
+    `with_lines`, each part's pair deltas and rejected rows (else Spark's own reader reads them).
     """
-    parts = partition.parts or ("",)
-    for part in parts:
-        lines: list[tuple[int, str]] = []
-        if part and with_lines:
-            lines = list(numbered_lines(io.StringIO(store.read_text(part), newline="")))
-        header_ok = bool(lines) and tuple(header_fields(lines[0][1])) == TRANSACTION_COLUMNS
-        if header_ok:
-            lines = lines[1:]
-        n = len(lines) + 1
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array([partition.index] * n, pa.int32()),
-                pa.array([partition.path] * n, pa.string()),
-                pa.array([part] * n, pa.string()),
-                pa.array([0] + [number for number, _ in lines], pa.int32()),
-                pa.array([""] + [line for _, line in lines], pa.string()),
-                pa.array([header_ok] * n, pa.bool_()),
-                pa.array([True] + [False] * len(lines), pa.bool_()),
-            ],
-            names=["chunk", "path", "part", "line_no", "line", "header_ok", "marker"],
-        )
+    yield chunk_row(chunk.index, chunk.url)
+    for part in chunk.parts:
+        yield part_row(chunk.index, chunk.url, part)
+        if with_lines:
+            yield part_deltas(chunk.index, chunk.url, part, store.read_text(part))
 
 
 class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
@@ -80,6 +68,7 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.input = options["path"]
         self.start = int(options.get("start_chunk", "0"))
         self.max_chunks = int(options.get("max_chunks_per_batch", "0"))
+        self.tasks = int(options.get("tasks", "2"))
         self.with_lines = options.get("reader", "python") == "python"
         self.store = Store(json.loads(options.get(STORE_OPTION, "{}")))
         self.target: int | None = None
@@ -117,13 +106,15 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         missing = [i for i in range(first, last) if i not in self.known]
         if missing:
             self._complete_from(first)
-        return [
-            ChunkPartition(i, self.known[i].url, self.known[i].parts) for i in range(first, last)
-        ]
+        # A task costs Spark about 0.15 s beyond its work, so a batch has one task per core
+        # rather than one per chunk.
+        runs = split_evenly([self.known[i] for i in range(first, last)], self.tasks)
+        return [ChunkPartition(number, run) for number, run in enumerate(runs)]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, ChunkPartition)
-        return read_chunk(self.store, partition, with_lines=self.with_lines)
+        for chunk in partition.chunks:
+            yield from read_chunk(self.store, chunk, with_lines=self.with_lines)
 
     def commit(self, end: dict[str, int]) -> None:
         pass

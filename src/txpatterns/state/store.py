@@ -26,9 +26,14 @@ Row = tuple[Any, ...]
 STAGE_COLUMNS: Final = ("chunk", "merchant", "customer", "n", "amount", "has_f", "has_m")
 
 _CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS stage (
+CREATE TEMP TABLE IF NOT EXISTS stage_in (
     chunk integer NOT NULL, merchant text NOT NULL, customer text NOT NULL,
     n bigint NOT NULL, amount numeric NOT NULL, has_f boolean NOT NULL, has_m boolean NOT NULL
+);
+CREATE TEMP TABLE IF NOT EXISTS stage (
+    chunk integer NOT NULL, merchant text NOT NULL, customer text NOT NULL,
+    n bigint NOT NULL, amount numeric NOT NULL, has_f boolean NOT NULL, has_m boolean NOT NULL,
+    w numeric
 );
 CREATE INDEX IF NOT EXISTS stage_by_chunk ON stage (chunk);
 CREATE TEMP TABLE IF NOT EXISTS stage_importance (
@@ -36,41 +41,70 @@ CREATE TEMP TABLE IF NOT EXISTS stage_importance (
 );
 """
 
-# New pairs take their weight from the importance table; merchant counters change by what
-# the chunk adds, computed against the pairs as they were before it (one statement, one
-# snapshot).
-_APPLY = """
-WITH d AS (
-    SELECT s.merchant, s.customer, s.n, s.amount, s.has_f, s.has_m,
-           p.customer IS NULL AS is_new,
-           coalesce(p.has_f, false) AS had_f, coalesce(p.has_m, false) AS had_m,
-           i.w
-    FROM stage s
-    LEFT JOIN pairs p ON p.merchant = s.merchant AND p.customer = s.customer
-    LEFT JOIN importance i ON i.merchant = s.merchant AND i.customer = s.customer
-    WHERE s.chunk = %(chunk)s
+# Each staged delta carries its pair's weight, looked up once per batch: the weight of a pair
+# never changes, and only a new pair takes it.
+_STAGE = """
+INSERT INTO stage (chunk, merchant, customer, n, amount, has_f, has_m, w)
+SELECT s.chunk, s.merchant, s.customer, s.n, s.amount, s.has_f, s.has_m, i.w
+FROM stage_in s LEFT JOIN importance i ON i.merchant = s.merchant AND i.customer = s.customer
+"""
+
+# One statement applies a chunk's deltas and evaluates CHILD and DEI-NEEDED on the rows it
+# changed. `pairs.change` records, in the row it updates, what this update changed (4: a new
+# pair; 1: it became female; 2: male), so that the merchant counters need no second look at
+# the pairs as they were. The pairs are reached through their primary key, one delta at a
+# time, so a chunk costs the same however many pairs the state holds.
+_APPLY = f"""
+WITH up AS (
+    INSERT INTO pairs AS t (merchant, customer, n, amount, has_f, has_m, w, change)
+    SELECT merchant, customer, n, amount, has_f, has_m, w, 4 + has_f::int + 2 * has_m::int
+    FROM stage WHERE chunk = %(chunk)s
+    ON CONFLICT (merchant, customer) DO UPDATE SET
+        n = t.n + excluded.n,
+        amount = t.amount + excluded.amount,
+        has_f = t.has_f OR excluded.has_f,
+        has_m = t.has_m OR excluded.has_m,
+        change = (excluded.has_f AND NOT t.has_f)::int + 2 * (excluded.has_m AND NOT t.has_m)::int
+    RETURNING merchant, customer, n, amount, change, w IS NOT NULL AS weighted
 ), merchant_delta AS (
     INSERT INTO merchants AS t (merchant, n, customers, weighted, female, male)
-    SELECT merchant, sum(n),
-           count(*) FILTER (WHERE is_new),
-           count(*) FILTER (WHERE is_new AND w IS NOT NULL),
-           count(*) FILTER (WHERE has_f AND NOT had_f),
-           count(*) FILTER (WHERE has_m AND NOT had_m)
-    FROM d GROUP BY merchant
+    SELECT c.merchant, s.n, c.customers, c.weighted, c.female, c.male
+    FROM (SELECT merchant,
+                 count(*) FILTER (WHERE change >= 4) AS customers,
+                 count(*) FILTER (WHERE change >= 4 AND weighted) AS weighted,
+                 count(*) FILTER (WHERE change & 1 = 1) AS female,
+                 count(*) FILTER (WHERE change & 2 = 2) AS male
+          FROM up GROUP BY merchant) c
+    JOIN (SELECT merchant, sum(n) AS n FROM stage WHERE chunk = %(chunk)s GROUP BY merchant) s
+      USING (merchant)
     ON CONFLICT (merchant) DO UPDATE SET
         n = t.n + excluded.n,
         customers = t.customers + excluded.customers,
         weighted = t.weighted + excluded.weighted,
         female = t.female + excluded.female,
         male = t.male + excluded.male
+    RETURNING merchant, female, male
+), child AS (
+    INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
+    SELECT '{CHILD}', customer, merchant, %(chunk)s, %(y_start)s,
+           jsonb_build_object('n', n, 'S', trim_scale(amount)::text,
+                              'average', trim_scale(round(amount / n, 6))::text)
+    FROM up
+    WHERE n > %(child_min)s AND amount < %(child_max)s::numeric * n
+    ORDER BY merchant, customer
+    ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
+    RETURNING 1
+), dei AS (
+    INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
+    SELECT '{DEI_NEEDED}', '', merchant, %(chunk)s, %(y_start)s,
+           jsonb_build_object('F', female, 'M', male)
+    FROM merchant_delta
+    WHERE female > %(dei_min)s AND female < male
+    ORDER BY merchant
+    ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
+    RETURNING 1
 )
-INSERT INTO pairs AS t (merchant, customer, n, amount, has_f, has_m, w)
-SELECT merchant, customer, n, amount, has_f, has_m, w FROM d
-ON CONFLICT (merchant, customer) DO UPDATE SET
-    n = t.n + excluded.n,
-    amount = t.amount + excluded.amount,
-    has_f = t.has_f OR excluded.has_f,
-    has_m = t.has_m OR excluded.has_m
+SELECT (SELECT count(*) FROM child) + (SELECT count(*) FROM dei)
 """
 
 # k = max(1, ceil(p/q * size / 100)) in integers: ceil(a / b) = div(a + b - 1, b) for a >= 0.
@@ -99,34 +133,12 @@ SELECT '{UPGRADE}', p.customer, p.merchant, %(chunk)s, %(y_start)s,
            'w', trim_scale(p.w)::text, 'j', c.j, 'weighted', c.weighted,
            'w_cut', trim_scale(c.w_cut)::text)
 FROM cut c
-JOIN pairs p ON p.merchant = c.merchant AND p.n >= c.n_cut AND p.w <= c.w_cut
+CROSS JOIN LATERAL (
+    SELECT * FROM pairs p
+    WHERE p.merchant = c.merchant AND p.w <= c.w_cut AND p.n >= c.n_cut
+    OFFSET 0  -- keeps this a per-merchant index scan, not a scan of every pair
+) p
 ORDER BY p.merchant, p.customer
-ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
-"""
-
-_CHILD = f"""
-INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
-SELECT '{CHILD}', p.customer, p.merchant, %(chunk)s, %(y_start)s,
-       jsonb_build_object('n', p.n, 'S', trim_scale(p.amount)::text,
-                          'average', trim_scale(round(p.amount / p.n, 6))::text)
-FROM stage s
-JOIN pairs p ON p.merchant = s.merchant AND p.customer = s.customer
-WHERE s.chunk = %(chunk)s
-  AND p.n > %(child_min)s
-  AND p.amount < %(child_max)s::numeric * p.n
-ORDER BY p.merchant, p.customer
-ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
-"""
-
-_DEI = f"""
-INSERT INTO detections (pattern_id, customer, merchant, chunk_index, y_start, figures)
-SELECT '{DEI_NEEDED}', '', m.merchant, %(chunk)s, %(y_start)s,
-       jsonb_build_object('F', m.female, 'M', m.male)
-FROM merchants m
-WHERE m.merchant IN (SELECT merchant FROM stage WHERE chunk = %(chunk)s)
-  AND m.female > %(dei_min)s
-  AND m.female < m.male
-ORDER BY m.merchant
 ON CONFLICT (pattern_id, customer, merchant) DO NOTHING
 """
 
@@ -280,13 +292,14 @@ class StateStore:
     def stage(self, csv_text: Iterator[bytes]) -> None:
         """Replace the staged deltas with CSV rows of STAGE_COLUMNS (no header)."""
         with self.conn.transaction():
-            self.conn.execute("TRUNCATE stage")
+            self.conn.execute("TRUNCATE stage_in, stage")
             columns = ", ".join(STAGE_COLUMNS)
-            with self.conn.cursor().copy(f"COPY stage ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            with self.conn.cursor().copy(
+                f"COPY stage_in ({columns}) FROM STDIN (FORMAT csv)"
+            ) as copy:
                 for block in csv_text:
                     copy.write(block)
-            # Temporary tables get no statistics otherwise, and the plans need them.
-            self.conn.execute("ANALYZE stage")
+            self.conn.execute(_STAGE)
 
     def apply_chunk(
         self,
@@ -322,10 +335,9 @@ class StateStore:
             ).rowcount
             if inserted == 0:
                 return None
-            self.conn.execute(_APPLY, parameters)
-            new = 0
-            for statement in (_UPGRADE, _CHILD, _DEI):
-                new += self.conn.execute(statement, parameters).rowcount
+            row = self.conn.execute(_APPLY, parameters).fetchone()
+            assert row is not None
+            new = int(row[0]) + self.conn.execute(_UPGRADE, parameters).rowcount
             # The chunk's cost: its share of the batch's Spark time plus this transaction.
             self.conn.execute(
                 "UPDATE chunks SET seconds = seconds + "
