@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="python",
         help="the detector's chunk reader (compare the two with --no-floor runs)",
     )
+    parser.add_argument(
+        "--max-chunks-per-batch",
+        type=int,
+        default=None,
+        help="cap on chunks per micro-batch (default: the detector's setting)",
+    )
 
 
 def run_floor(input_dir: Any, master: str, keep: bool) -> dict[str, Any]:
@@ -116,7 +122,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = scratch("catchup")
     command = detect_args(
         input_dir, data.importance, work, master=args.master, until_idle=True,
-        extra=("--reader", args.reader),
+        extra=("--reader", args.reader, *(
+            ("--max-chunks-per-batch", str(args.max_chunks_per_batch))
+            if args.max_chunks_per_batch is not None else ()
+        )),
     )  # fmt: skip
     detector = launch(command, work / "detect.log", work)
     with Sampler(detector.process.pid, pgdata=work / "postgres") as sampler:

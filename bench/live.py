@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", default="1s", help="publisher interval")
     parser.add_argument("--master", default=MASTER)
     parser.add_argument(
-        "--trigger", help="detector micro-batch interval (default: the setting, 1s)"
+        "--trigger", help="detector micro-batch interval (default: the setting, 0.25s)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
 
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "chunk_rows": args.chunk_rows,
             "chunks": chunks,
             "interval": args.interval,
-            "trigger": args.trigger or "default (detect.trigger, 1s)",
+            "trigger": args.trigger or "default (detect.trigger, 0.25s)",
             "master": args.master,
             "preset": PRESET,
             "embedded_postgres": True,

@@ -523,8 +523,15 @@ def _detections_line(counts: Mapping[str, int]) -> str:
 @click.option("--workdir", help="Folder for the embedded database and checkpoints [./txp-data].")
 @click.option("--checkpoint", help="Spark checkpoint location [WORKDIR/checkpoints/NAMESPACE].")
 @click.option("--master", help="Spark master URL [default: local[*]].")
-@click.option("--trigger", help='Micro-batch interval in continuous mode [default: "1s"].')
-@click.option("--max-chunks-per-batch", help="At most this many chunks per micro-batch [0: all].")
+@click.option(
+    "--trigger",
+    help='How often continuous mode looks for new chunks [default: "0.25s"]; each look lists '
+    "the input prefix (one LIST request on S3).",
+)
+@click.option(
+    "--max-chunks-per-batch",
+    help="At most this many chunks per micro-batch, which bounds memory in a catch-up [16; 0: all].",
+)
 @click.option(
     "--reader",
     help="python: fsspec on the executors, no extra jars [default]; native: Spark's own "

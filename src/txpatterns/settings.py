@@ -179,8 +179,8 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "detect.namespace": "default",
     "detect.workdir": "./txp-data",
     "detect.master": "local[*]",
-    "detect.trigger": Decimal(1),
-    "detect.max_chunks_per_batch": 0,
+    "detect.trigger": Decimal("0.25"),
+    "detect.max_chunks_per_batch": 16,
     "detect.spark_ui": False,
     "detect.reader": "python",
     "output.batch_size": 50,
@@ -203,8 +203,8 @@ class DetectSettings:
     workdir: str = "./txp-data"
     checkpoint: str | None = None
     master: str = "local[*]"
-    trigger: Decimal = Decimal(1)
-    max_chunks_per_batch: int = 0
+    trigger: Decimal = Decimal("0.25")
+    max_chunks_per_batch: int = 16
     spark_ui: bool = False
     reader: str = "python"
     batch_size: int = 50

@@ -13,7 +13,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from txpatterns.detect.deltas import ARROW_SCHEMA, PART_FILE, SCHEMA, BatchDeltas, part_deltas
+from txpatterns.detect.deltas import ARROW_SCHEMA, PART_FILE, BatchDeltas, part_deltas
+from txpatterns.detect.source import SCHEMA
 from txpatterns.store import join
 
 _PART_NAME = r"chunk_([0-9]+)\.csv/([^/]+)$"

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from txpatterns.detect.source import SCHEMA
 from txpatterns.errors import TxpError
 from txpatterns.schema import (
     AGES,
@@ -34,32 +35,12 @@ from txpatterns.schema import (
 from txpatterns.state.store import STAGE_COLUMNS, ChunkTotals
 from txpatterns.store import PART, SUCCESS, Store, chunk_folder, join
 
-# Every row of a micro-batch has one kind: `chunk` (one per chunk, so that empty chunks count),
-# `part` (one per part file), `pair` (a chunk's deltas for one merchant and customer) or
-# `rejected` (an invalid line). Columns that do not apply to a kind are null.
 CHUNK, PART_FILE, PAIR, REJECTED = "chunk", "part", "pair", "rejected"
-SCHEMA: Final = (
-    "chunk int, path string, kind string, part string, merchant string, customer string, "
-    "n long, amount string, has_f boolean, has_m boolean, line_no int, column string, "
-    "reason string, line string"
-)
+_ARROW_TYPES: Final = {"int": pa.int32(), "long": pa.int64(), "string": pa.string(),
+                       "boolean": pa.bool_()}  # fmt: skip
+# The source's schema (source.SCHEMA, the kinds of row are explained there) in Arrow terms.
 ARROW_SCHEMA: Final = pa.schema(
-    [
-        ("chunk", pa.int32()),
-        ("path", pa.string()),
-        ("kind", pa.string()),
-        ("part", pa.string()),
-        ("merchant", pa.string()),
-        ("customer", pa.string()),
-        ("n", pa.int64()),
-        ("amount", pa.string()),
-        ("has_f", pa.bool_()),
-        ("has_m", pa.bool_()),
-        ("line_no", pa.int32()),
-        ("column", pa.string()),
-        ("reason", pa.string()),
-        ("line", pa.string()),
-    ]
+    [(name, _ARROW_TYPES[kind]) for name, kind in (f.split() for f in SCHEMA.split(","))]
 )
 QUARANTINE_COLUMNS: Final = ("chunk", "file", "line", "column", "reason", "raw")
 _FIELDS: Final = len(TRANSACTION_COLUMNS)

@@ -1,17 +1,21 @@
 """A Spark streaming source of complete chunks, built on the Python Data Source API.
 
 Offsets are chunk indexes. The driver lists the input prefix and offers the chunks that hold a
-`_SUCCESS` marker, contiguous from the last offset, in ascending order; each chunk is one
-partition, read on an executor through fsspec, so no Hadoop S3 connector is needed.
+`_SUCCESS` marker, contiguous from the last offset, in ascending order; a micro-batch's chunks
+are split into one run per core, each read on an executor through fsspec (so no Hadoop S3
+connector is needed) and turned into pair deltas there (deltas.py).
+
+This module is imported by every Python process Spark starts for the source, including the
+ones that only plan; Arrow and the delta code are imported only where chunks are read, which
+keeps each planning process about 100 MB smaller.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import (
     ReadAllAvailable,
@@ -20,10 +24,20 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
-from txpatterns.detect.deltas import SCHEMA, chunk_row, part_deltas, part_row
 from txpatterns.store import ChunkRef, Store
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 NAME: Final = "txpatterns_chunks"
+# Every row has one kind: `chunk` (one per chunk, so that empty chunks count), `part` (one per
+# part file), `pair` (a chunk's deltas for one merchant and customer) or `rejected` (an invalid
+# line). Columns that do not apply to a kind are null.
+SCHEMA: Final = (
+    "chunk int, path string, kind string, part string, merchant string, customer string, "
+    "n long, amount string, has_f boolean, has_m boolean, line_no int, column string, "
+    "reason string, line string"
+)
 # Spark redacts option values whose key matches "secret" in plans and logs.
 STORE_OPTION: Final = "store_secret_options"
 
@@ -54,11 +68,17 @@ def read_chunk(
     """Yield one chunk's rows: its `chunk` row, a `part` row per part file and, with
     `with_lines`, each part's pair deltas and rejected rows (else Spark's own reader reads them).
     """
+    import pyarrow as pa
+
+    from txpatterns.detect.deltas import chunk_row, part_deltas, part_row
+
     yield chunk_row(chunk.index, chunk.url)
     for part in chunk.parts:
         yield part_row(chunk.index, chunk.url, part)
         if with_lines:
             yield part_deltas(chunk.index, chunk.url, part, store.read_text(part))
+            # Arrow's allocator keeps freed memory for reuse; a task reads many chunks.
+            pa.default_memory_pool().release_unused()
 
 
 class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
