@@ -530,7 +530,7 @@ def _detections_line(counts: Mapping[str, int]) -> str:
 )
 @click.option(
     "--max-chunks-per-batch",
-    help="At most this many chunks per micro-batch, which bounds memory in a catch-up [16; 0: all].",
+    help="At most this many chunks per micro-batch; bounds memory in a catch-up [16; 0: all].",
 )
 @click.option(
     "--reader",
