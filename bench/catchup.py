@@ -172,6 +172,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     floor_seconds = floor["job_seconds"] if floor else float("nan")
     ratio = processing / floor_seconds if floor else float("nan")
     rate = valid / processing
+    # The definition: start-up ends when the first chunk is applied, and the rate is
+    # over the chunks applied after it.
+    after_first = sorted(ledger.chunks, key=lambda c: c["applied_at"])[1:]
+    rate_after_first = sum(c["valid_rows"] for c in after_first) / (work_end - first_applied)
 
     rows = [
         ("chunks applied / rows", f"{len(ledger.chunks)} / {valid:,} valid"),
@@ -182,6 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("processing after start-up", f"{processing:8.2f} s"),
         ("shutdown", f"{exited - work_end:8.2f} s"),
         ("rows/s after start-up", f"{rate:10,.0f}"),
+        ("rows/s after first applied", f"{rate_after_first:10,.0f} (the issue's start-up)"),
         ("  spark (+collect, COPY)", f"{split['spark']:8.2f} s"),
         ("  database (apply+eval)", f"{split['database']:8.2f} s"),
         ("  output files", f"{split['output']:8.2f} s"),
@@ -202,6 +207,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     targets = [
         Target("catch-up excluding start-up / Spark floor", ratio, 1.5, "x"),
         Target("rows/s after start-up", rate, 100_000, "", higher_is_better=True),
+        Target(
+            "rows/s after the first applied chunk",
+            rate_after_first,
+            100_000,
+            "",
+            higher_is_better=True,
+        ),
         Target("peak memory (detector tree RSS)", memory["peak_rss_bytes"] / GIB, 2.0, " GiB"),
     ]
     print_targets(targets)
@@ -228,6 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "startup_to_first_applied_seconds": phases["first_chunk_applied"],
             "processing_seconds": processing,
             "rows_per_second_after_startup": rate,
+            "rows_per_second_after_first_applied": rate_after_first,
             "valid_rows": valid,
             "batches": len({c["batch_id"] for c in ledger.chunks}),
             "phases_from_start_seconds": phases,

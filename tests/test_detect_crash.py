@@ -146,18 +146,18 @@ def test_repeated_sigkills_while_chunks_arrive_lose_and_duplicate_nothing(
     assert incomplete_files(dsn, namespace) == []
     assert any(stream.output.iterdir())
 
-    # More arrive. The replayed batch (2,3) skips chunk 2 and applies 3; batch (4,5) is staged,
-    # then killed.
+    # More arrive. Whatever the checkpoint says, the run starts at the ledger's next chunk:
+    # batch (3,4) is applied; batch (5,6) is staged, then killed.
     publish_chunks(source, stream, range(5, 7))
     crash(stream, dsn, namespace, "after-stage:2")
-    assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3]
+    assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3, 4]
     assert pending_chunks(dsn, namespace) == set()
     assert incomplete_files(dsn, namespace) == []
 
-    # Batch (4,5) again: the first output file is recorded and half written, without a marker.
+    # Batch (5,6) again: the first output file is recorded and half written, without a marker.
     publish_chunks(source, stream, range(7, 9))
     crash(stream, dsn, namespace, "mid-file:1")
-    assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3, 4, 5]
+    assert sorted(ledger(dsn, namespace)) == [0, 1, 2, 3, 4, 5, 6]
     [half] = incomplete_files(dsn, namespace)
     part = stream.output / half / "part-00000.csv"
     assert part.is_file() and not (stream.output / half / "_SUCCESS").exists()

@@ -20,12 +20,12 @@ from txpatterns.store import join
 _PART_NAME = r"chunk_([0-9]+)\.csv/([^/]+)$"
 
 
-def collect(rows: DataFrame, *, native: bool = False, skip: Iterable[int] = ()) -> BatchDeltas:
-    """The batch's deltas on the driver, leaving out the chunks in `skip` (already applied)."""
+def collect(rows: DataFrame, *, native: bool = False) -> BatchDeltas:
+    """The batch's deltas on the driver."""
     table = rows.toArrow()
     if native:
         table = pa.concat_tables([table, _native(rows, table).toArrow().cast(ARROW_SCHEMA)])
-    return BatchDeltas.from_arrow(table.cast(ARROW_SCHEMA), skip=skip)
+    return BatchDeltas.from_arrow(table.cast(ARROW_SCHEMA))
 
 
 def _native(rows: DataFrame, listed: pa.Table) -> DataFrame:

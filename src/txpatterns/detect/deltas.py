@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -221,11 +221,8 @@ class BatchDeltas:
     rejected: pa.Table
 
     @classmethod
-    def from_arrow(cls, table: pa.Table, *, skip: Iterable[int] = ()) -> BatchDeltas:
-        """Total a batch's rows per chunk, leaving out the chunks in `skip` (already applied)."""
-        skipped = sorted(skip)
-        if skipped:
-            table = table.filter(pc.invert(pc.is_in(table["chunk"], pa.array(skipped, pa.int32()))))
+    def from_arrow(cls, table: pa.Table) -> BatchDeltas:
+        """Total a batch's rows per chunk."""
         kind = table["kind"]
         pairs = table.filter(pc.equal(kind, PAIR))
         parts = table.filter(pc.equal(kind, PART_FILE))["chunk"]

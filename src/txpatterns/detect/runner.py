@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -130,8 +132,10 @@ class Detector:
             max_wait=timedelta(seconds=float(settings.max_wait)),
             crash=crash,
         )
+        self.applier = Applier()
 
     def close(self) -> None:
+        self.applier.stop()
         self.state.close()
 
     def prepare(self) -> None:
@@ -149,19 +153,30 @@ class Detector:
         return str(Path(self.settings.workdir) / "checkpoints" / self.settings.namespace)
 
     def process_batch(self, lines: Any, batch_id: int) -> None:
-        """foreachBatch: deltas from Spark, then applied chunk by chunk in index order."""
+        """foreachBatch: the batch's deltas from Spark, handed to the applier thread.
+
+        The applier applies them while Spark reads the next batch; this returns once the
+        previous batch has been taken up, so at most one batch waits. Spark may then commit
+        the batch before it is applied: the ledger, not the checkpoint, says what is applied,
+        and after a restart the source first re-reads from the ledger's next chunk.
+        """
         from txpatterns.detect import batch
 
+        self.applier.check()
         started = time.perf_counter()
-        with self.lock:
-            applied = self.state.applied_chunks()
-        deltas = batch.collect(lines, native=self.settings.reader == "native", skip=applied)
+        # Chunks already in the ledger (a batch replayed after a crash) are skipped when
+        # applied; their quarantine files are written again with the same rows.
+        deltas = batch.collect(lines, native=self.settings.reader == "native")
         if not deltas.chunks:
             return
         if deltas.rejected.num_rows:
             deltas.write_quarantine(self.store, self.quarantine)
         spark_seconds = time.perf_counter() - started
         self.progress.spark_seconds += spark_seconds
+        self.applier.put(lambda: self._apply(deltas, batch_id, spark_seconds))
+
+    def _apply(self, deltas: Any, batch_id: int, spark_seconds: float) -> None:
+        """Apply a batch's chunks in index order, one transaction each, then write files."""
         with self.lock:
             database_started = time.perf_counter()
             self.state.stage(deltas.stage_csv())
@@ -214,6 +229,7 @@ class Detector:
             spark.readStream.format("txpatterns_chunks")
             .option("path", self.input)
             .option("start_chunk", str(self.state.next_chunk()))
+            .option("run", uuid.uuid4().hex)
             .option("max_chunks_per_batch", str(self.settings.max_chunks_per_batch))
             .option("tasks", str(spark.sparkContext.defaultParallelism))
             .option("reader", self.settings.reader)
@@ -233,6 +249,7 @@ class Detector:
             seconds = float(self.settings.trigger)
             query = writer.trigger(processingTime=f"{max(seconds, 0.05)} seconds").start()
             self._await(query, stop)
+        self.applier.drain()
         self.flush_due(partial=True)
         return self.progress
 
@@ -241,6 +258,9 @@ class Detector:
 
         try:
             while query.isActive:
+                if self.applier.failed() and query.isActive:
+                    query.stop()
+                    break
                 if stop is not None and stop.is_set():
                     # Let the batch in hand finish before stopping.
                     while query.status.get("isTriggerActive") and query.isActive:
@@ -251,7 +271,60 @@ class Detector:
                 self.flush_due()
             query.awaitTermination()
         except StreamingQueryException as exc:
+            self.applier.stop()
+            self.applier.check()
             raise DetectError(f"the detector stopped: {_first_line(exc)}") from exc
+        self.applier.check()
+
+
+class Applier:
+    """One thread that runs the database work of micro-batches, in order, one at a time."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="txpatterns-applier", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (work := self.queue.get()) is not None:
+            try:
+                if self.error is None:
+                    work()
+            except BaseException as exc:  # reported to the stream's thread by check()
+                self.error = exc
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def put(self, work: Callable[[], None]) -> None:
+        """Queue a batch's work; waits while another batch is already waiting."""
+        self.check()
+        self.queue.put(work)
+
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def check(self) -> None:
+        """Raise the error that stopped the applier, if any, naming its cause."""
+        if self.error is None:
+            return
+        if isinstance(self.error, TxpError):
+            raise DetectError(f"the detector stopped: {self.error}") from self.error
+        raise DetectError(
+            f"the detector stopped: {type(self.error).__name__}: {self.error}"
+        ) from self.error
+
+    def drain(self) -> None:
+        """Wait until every queued batch is applied; raise if one failed."""
+        if self.thread.is_alive():
+            self.queue.join()
+        self.check()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
 
 _ERROR_LINE = re.compile(r"^\s*([\w.]*(?:Error|Exception)): (.+)$")

@@ -82,17 +82,26 @@ def read_chunk(
 
 
 class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Offsets are {"chunk": next index to read}."""
+    """Offsets are {"chunk": next index to read, "run": an id of this run of the detector}.
+
+    The ledger, not the checkpoint, says where a run starts: the detector applies a batch
+    after Spark has committed it, so after a crash the checkpoint may be ahead of the ledger
+    (or behind it, if it is old). "run" differs from every offset in the checkpoint, so Spark
+    always plans a first batch, and that batch starts at the ledger's next chunk (the
+    `start_chunk` option) whatever the checkpoint says.
+    """
 
     def __init__(self, options: dict[str, str]) -> None:
         self.input = options["path"]
         self.start = int(options.get("start_chunk", "0"))
+        self.run = options.get("run", "")
         self.max_chunks = int(options.get("max_chunks_per_batch", "0"))
         self.tasks = int(options.get("tasks", "2"))
         self.with_lines = options.get("reader", "python") == "python"
         self.store = Store(json.loads(options.get(STORE_OPTION, "{}")))
         self.target: int | None = None
         self.known: dict[int, ChunkRef] = {}
+        self.rewound = False
 
     def _complete_from(self, start: int) -> int:
         chunks = self.store.list_chunks(self.input, missing_ok=True)
@@ -102,8 +111,8 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             end += 1
         return end
 
-    def initialOffset(self) -> dict[str, int]:
-        return {"chunk": self.start}
+    def initialOffset(self) -> dict[str, Any]:
+        return {"chunk": self.start, "run": self.run}
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxFiles(self.max_chunks) if self.max_chunks > 0 else ReadAllAvailable()
@@ -112,17 +121,20 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # Chunks published after this moment wait for the next run.
         self.target = self._complete_from(self.start)
 
-    def latestOffset(self, start: dict[str, int], limit: ReadLimit) -> dict[str, int]:
-        first = int(start["chunk"])
+    def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, Any]:
+        first = int(start["chunk"]) if self.rewound else self.start
         end = self._complete_from(first)
         if self.target is not None:
             end = min(end, max(self.target, first))
         if isinstance(limit, ReadMaxFiles):
             end = min(end, first + limit.max_files)
-        return {"chunk": end}
+        return {"chunk": end, "run": self.run}
 
-    def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         first, last = int(start["chunk"]), int(end["chunk"])
+        if not self.rewound:
+            self.rewound = True
+            first = self.start
         missing = [i for i in range(first, last) if i not in self.known]
         if missing:
             self._complete_from(first)
@@ -136,7 +148,7 @@ class ChunkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         for chunk in partition.chunks:
             yield from read_chunk(self.store, chunk, with_lines=self.with_lines)
 
-    def commit(self, end: dict[str, int]) -> None:
+    def commit(self, end: dict[str, Any]) -> None:
         pass
 
 
