@@ -591,6 +591,8 @@ def detect(
             on_progress=on_progress,
         )
         try:
+            # The importance file loads into PostgreSQL while the JVM starts.
+            detector.start()
             spark = session(settings.detect.master, ui=settings.detect.spark_ui)
             # After the SparkContext, which installs a SIGINT handler of its own.
             with stop_on_signals() as stop:

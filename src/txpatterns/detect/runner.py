@@ -133,6 +133,7 @@ class Detector:
             crash=crash,
         )
         self.applier = Applier()
+        self.started = False
 
     def close(self) -> None:
         self.applier.stop()
@@ -146,6 +147,16 @@ class Detector:
         _load_importance(self.state, self.store, self.importance, self.quarantine)
         self.progress.files_written += self.writer.recover()
         self.progress.detections = self.state.detection_counts()
+
+    def start(self) -> None:
+        """Begin `prepare` on the applier thread, so that it runs while Spark starts."""
+        if not self.started:
+            self.started = True
+            self.applier.put(self._prepare_locked)
+
+    def _prepare_locked(self) -> None:
+        with self.lock:
+            self.prepare()
 
     def checkpoint(self) -> str:
         if self.settings.checkpoint:
@@ -224,7 +235,8 @@ class Detector:
 
     def run(self, spark: Any, *, until_idle: bool, stop: threading.Event | None = None) -> Progress:
         """Run the stream until idle, or until `stop` is set; then write what is pending."""
-        self.prepare()
+        self.start()
+        self.applier.drain()
         stream = (
             spark.readStream.format("txpatterns_chunks")
             .option("path", self.input)
@@ -306,11 +318,12 @@ class Applier:
         return self.error is not None
 
     def check(self) -> None:
-        """Raise the error that stopped the applier, if any, naming its cause."""
+        """Raise the error that stopped the applier, if any: ours as they are (they say what to
+        do), others as a DetectError that names them."""
         if self.error is None:
             return
         if isinstance(self.error, TxpError):
-            raise DetectError(f"the detector stopped: {self.error}") from self.error
+            raise self.error
         raise DetectError(
             f"the detector stopped: {type(self.error).__name__}: {self.error}"
         ) from self.error
