@@ -15,7 +15,6 @@ from bench.common import (
     FULL_ROWS,
     GIB,
     MASTER,
-    PRESET,
     Dataset,
     Sampler,
     Target,
@@ -28,7 +27,9 @@ from bench.common import (
     print_table,
     print_targets,
     read_ledger,
+    release,
     remove,
+    run_settings,
     scratch,
     stats_file,
     write_result,
@@ -222,17 +223,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result = {
         "benchmark": "catchup",
-        "settings": {
-            "rows": args.rows,
-            "seed": args.seed,
-            "chunk_rows": args.chunk_rows,
-            "reader": args.reader,
-            "chunks": chunks,
-            "master": args.master,
-            "preset": PRESET,
-            "embedded_postgres": True,
-            "detector_command": [str(a) for a in command],
-        },
+        "settings": run_settings(
+            args,
+            chunks,
+            command,
+            reader=args.reader,
+        ),
         "machine": {**info, "postgres": ledger.postgres_version},
         "figures": {
             "wall_seconds": exited - t0,
@@ -258,8 +254,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "detector_summary": summary[-1] if summary else None,
     }
     write_result("catchup" if args.reader == "python" else f"catchup-{args.reader}", result)
-    if not args.keep:
-        remove(work)
-    else:
-        print(f"kept {work}")
+    release(work, args.keep)
     return result

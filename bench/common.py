@@ -134,6 +134,31 @@ def scratch(prefix: str) -> Path:
     return folder
 
 
+def release(work: Path, keep: bool) -> None:
+    """Remove a benchmark's working folder, or say where it was kept (`--keep`)."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        remove(work)
+
+
+def run_settings(
+    args: Any, chunks: int, command: Sequence[object], **specific: Any
+) -> dict[str, Any]:
+    """The settings every result records: the dataset, the benchmark's own, the command."""
+    return {
+        "rows": args.rows,
+        "seed": args.seed,
+        "chunk_rows": args.chunk_rows,
+        "chunks": chunks,
+        **specific,
+        "master": args.master,
+        "preset": PRESET,
+        "embedded_postgres": True,
+        "detector_command": [str(a) for a in command],
+    }
+
+
 def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -23,7 +23,6 @@ from bench.common import (
     CHUNK_ROWS,
     GIB,
     MASTER,
-    PRESET,
     Dataset,
     Sampler,
     Target,
@@ -36,7 +35,8 @@ from bench.common import (
     print_table,
     print_targets,
     read_ledger,
-    remove,
+    release,
+    run_settings,
     scratch,
     write_result,
 )
@@ -168,19 +168,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result = {
         "benchmark": "growth",
-        "settings": {
-            "rows": args.rows,
-            "seed": args.seed,
-            "chunk_rows": args.chunk_rows,
-            "chunks": chunks,
-            "max_chunks_per_batch": args.max_chunks_per_batch,
-            "early_chunks": span_early,
-            "late_chunks": span_late,
-            "master": args.master,
-            "preset": PRESET,
-            "embedded_postgres": True,
-            "detector_command": [str(a) for a in command],
-        },
+        "settings": run_settings(
+            args,
+            chunks,
+            command,
+            max_chunks_per_batch=args.max_chunks_per_batch,
+            early_chunks=span_early,
+            late_chunks=span_late,
+        ),
         "machine": {**info, "postgres": ledger.postgres_version},
         "figures": {
             "wall_seconds": wall,
@@ -197,9 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_result("growth", result)
     from bench import plot
 
-    plot.draw_growth(result)
-    if not args.keep:
-        remove(work)
-    else:
-        print(f"kept {work}")
+    # Only a full-size run replaces the plot in docs/.
+    plot.draw_growth(result, to_docs=args.rows == FULL_GROWTH_ROWS)
+    release(work, args.keep)
     return result

@@ -22,7 +22,6 @@ from bench.common import (
     FULL_ROWS,
     GIB,
     MASTER,
-    PRESET,
     Dataset,
     Sampler,
     Target,
@@ -39,7 +38,8 @@ from bench.common import (
     print_table,
     print_targets,
     read_ledger,
-    remove,
+    release,
+    run_settings,
     scratch,
     slope,
     wait_for,
@@ -282,19 +282,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result = {
         "benchmark": "live",
-        "settings": {
-            "rows": args.rows,
-            "seed": args.seed,
-            "chunk_rows": args.chunk_rows,
-            "chunks": chunks,
-            "interval": args.interval,
-            "trigger": args.trigger or "default (detect.trigger, 0.25s)",
-            "master": args.master,
-            "preset": PRESET,
-            "embedded_postgres": True,
-            "track_commit_timestamp": exact,
-            "detector_command": [str(a) for a in command],
-        },
+        "settings": run_settings(
+            args,
+            chunks,
+            command,
+            interval=args.interval,
+            trigger=args.trigger or "default (detect.trigger, 0.25s)",
+            track_commit_timestamp=exact,
+        ),
         "machine": {**info, "postgres": ledger.postgres_version},
         "figures": {
             "latency_to_batch_planned_seconds": pickup,
@@ -329,9 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_result(name, result)
     from bench import plot
 
-    plot.draw_live(result, name=name, to_docs=not args.trigger)
-    if not args.keep:
-        remove(work)
-    else:
-        print(f"kept {work}")
+    # Only a full-size run at the default trigger replaces the plot in docs/.
+    plot.draw_live(result, name=name, to_docs=not args.trigger and args.rows == FULL_ROWS)
+    release(work, args.keep)
     return result

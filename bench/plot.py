@@ -65,7 +65,7 @@ def draw_live(result: dict[str, Any], name: str = "live", to_docs: bool = True) 
     return path
 
 
-def draw_growth(result: dict[str, Any]) -> Path:
+def draw_growth(result: dict[str, Any], to_docs: bool = True) -> Path:
     plt = _pyplot()
     records = result["figures"]["per_chunk"]
     settings = result["settings"]
@@ -98,7 +98,7 @@ def draw_growth(result: dict[str, Any]) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
-    path = _save(figure, "growth")
+    path = _save(figure, "growth", to_docs)
     plt.close(figure)
     return path
 
