@@ -338,3 +338,10 @@ def test_the_native_reader_splits_and_rejects_lines_like_the_python_reader(
     # 13 good rows; bad: "x,y", the empty line, and the 13 lines of the wrong-header part.
     assert results["python"][0] == [(13, 15)]
     assert results["native"] == results["python"]
+
+
+def test_the_warm_up_runs_the_delta_code_on_every_core(spark: Any) -> None:
+    from txpatterns.detect.batch import warm_up
+
+    # One task per core, each yielding the one pair of its two-line file.
+    assert warm_up(spark) == spark.sparkContext.defaultParallelism

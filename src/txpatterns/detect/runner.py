@@ -235,7 +235,10 @@ class Detector:
 
     def run(self, spark: Any, *, until_idle: bool, stop: threading.Event | None = None) -> Progress:
         """Run the stream until idle, or until `stop` is set; then write what is pending."""
+        from txpatterns.detect.batch import warm_up
+
         self.start()
+        warm_up(spark)  # while the applier prepares
         self.applier.drain()
         stream = (
             spark.readStream.format("txpatterns_chunks")
