@@ -247,8 +247,15 @@ class BatchDeltas:
     def stage_csv(self) -> Iterator[bytes]:
         """The pair deltas as header-less CSV in STAGE_COLUMNS order, for COPY."""
         buffer = io.BytesIO()
+        # Sums carry 18 decimal places; without the trailing zeros PostgreSQL parses, stores
+        # and adds shorter numerics (the value is the same).
+        pairs = self.pairs.select(list(STAGE_COLUMNS))
+        amount = pairs.schema.get_field_index("amount")
+        pairs = pairs.set_column(
+            amount, "amount", pc.replace_substring_regex(pairs["amount"], r"\.?0+$", "")
+        )
         pacsv.write_csv(
-            self.pairs.select(list(STAGE_COLUMNS)),
+            pairs,
             buffer,
             write_options=pacsv.WriteOptions(include_header=False),
         )
