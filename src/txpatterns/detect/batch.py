@@ -1,7 +1,7 @@
 """One micro-batch in Spark: the chunks' deltas reach the driver in one Arrow collect.
 
 With the Python reader the source has already turned each chunk into deltas on an executor, so
-the batch is one job with one task per chunk and no shuffle. With the native reader, Spark's
+the batch is one job with one task per core and no shuffle. With the native reader, Spark's
 own text reader reads the part files and the same Arrow function runs in `mapInArrow`.
 """
 
