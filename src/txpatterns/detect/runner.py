@@ -238,7 +238,14 @@ class Detector:
         from txpatterns.detect.batch import warm_up
 
         self.start()
-        warm_up(spark)  # while the applier prepares
+        try:
+            warm_up(spark)  # while the applier prepares
+        except Exception as exc:
+            self.applier.drain()  # an error in preparing says more
+            raise DetectError(
+                "Spark could not run the detector's Python code on its executors (they need "
+                f"this Python with txpatterns and pyarrow installed): {_first_line(exc)}"
+            ) from exc
         self.applier.drain()
         stream = (
             spark.readStream.format("txpatterns_chunks")
