@@ -35,7 +35,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage (
     n bigint NOT NULL, amount numeric NOT NULL, has_f boolean NOT NULL, has_m boolean NOT NULL,
     w numeric
 );
-CREATE INDEX IF NOT EXISTS stage_by_chunk ON stage (chunk);
+CREATE INDEX IF NOT EXISTS stage_by_chunk_merchant ON stage (chunk, merchant);
 CREATE TEMP TABLE IF NOT EXISTS stage_importance (
     merchant text NOT NULL, customer text NOT NULL, weight numeric NOT NULL
 );
@@ -116,7 +116,9 @@ WITH touched AS MATERIALIZED (
            greatest(1, div(%(bottom_num)s::numeric * m.weighted + 100 * %(bottom_den)s::numeric - 1,
                            100 * %(bottom_den)s::numeric))::bigint AS j
     FROM merchants m
-    WHERE m.merchant IN (SELECT merchant FROM stage WHERE chunk = %(chunk)s)
+    -- One index probe per merchant: the staging table has no statistics, and a semi-join
+    -- planned without them scanned the chunk's deltas once per eligible merchant.
+    WHERE EXISTS (SELECT FROM stage s WHERE s.chunk = %(chunk)s AND s.merchant = m.merchant)
       AND m.n > %(upgrade_min)s AND m.weighted > 0
 ), cut AS MATERIALIZED (
     SELECT t.*,
