@@ -15,12 +15,12 @@ from pyspark.sql import functions as F
 
 from txpatterns.detect.deltas import ARROW_SCHEMA, PART_FILE, BatchDeltas, part_deltas
 from txpatterns.detect.source import SCHEMA
+from txpatterns.schema import TRANSACTION_COLUMNS
 from txpatterns.store import join
 
 _PART_NAME = r"chunk_([0-9]+)\.csv/([^/]+)$"
 _WARM_UP_TEXT = (
-    "step,customer,age,gender,zipcodeOri,merchant,zipMerchant,category,amount,fraud\n"
-    "0,'C1','2','F','28007','M1','28007','es_food',1.5,0\n"
+    ",".join(TRANSACTION_COLUMNS) + "\n0,'C1','2','F','28007','M1','28007','es_food',1.5,0\n"
 )
 
 

@@ -280,7 +280,7 @@ class Detector:
 
         try:
             while query.isActive:
-                if self.applier.failed() and query.isActive:
+                if self.applier.failed():
                     query.stop()
                     break
                 if stop is not None and stop.is_set():

@@ -1,9 +1,10 @@
 """A Spark streaming source of complete chunks, built on the Python Data Source API.
 
-Offsets are chunk indexes. The driver lists the input prefix and offers the chunks that hold a
-`_SUCCESS` marker, contiguous from the last offset, in ascending order; a micro-batch's chunks
-are split into one run per core, each read on an executor through fsspec (so no Hadoop S3
-connector is needed) and turned into pair deltas there (deltas.py).
+Offsets are chunk indexes (tagged with the run, see ChunkStreamReader). The driver lists the
+input prefix and offers the chunks that hold a `_SUCCESS` marker, contiguous from the last
+offset, in ascending order; a micro-batch's chunks are split into one run per core, each read
+on an executor through fsspec (so no Hadoop S3 connector is needed) and turned into pair deltas
+there (deltas.py).
 
 This module is imported by every Python process Spark starts for the source, including the
 ones that only plan; Arrow and the delta code are imported only where chunks are read, which

@@ -117,7 +117,7 @@ WITH touched AS MATERIALIZED (
                            100 * %(bottom_den)s::numeric))::bigint AS j
     FROM merchants m
     -- One index probe per merchant: the staging table has no statistics, and a semi-join
-    -- planned without them scanned the chunk's deltas once per eligible merchant.
+    -- planned without them can scan the chunk's deltas once per eligible merchant.
     WHERE EXISTS (SELECT FROM stage s WHERE s.chunk = %(chunk)s AND s.merchant = m.merchant)
       AND m.n > %(upgrade_min)s AND m.weighted > 0
 ), cut AS MATERIALIZED (
