@@ -1,1 +1,0 @@
-"""The txpatterns benchmark suite: `python -m bench --help` (or `make bench`)."""

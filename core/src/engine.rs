@@ -1,0 +1,361 @@
+//! The incremental engine: folds one chunk's pair aggregates into the running state and returns
+//! that chunk's new detections (docs/patterns.md §2–§4).
+//!
+//! Its cost is proportional to the chunk plus the merchants the chunk touches, never to all
+//! customers of a merchant:
+//! - a merchant untouched by a chunk has the same state as before, so none of its conditions can
+//!   change; only touched pairs (CHILD) and touched merchants (DEI-NEEDED, UPGRADE) are evaluated;
+//! - UPGRADE's count cut-off, the k-th largest `n(c,m)`, comes from a Fenwick tree over the
+//!   multiset of counts;
+//! - `w(c,m)` depends only on the importance file, so each merchant's weighted customers are
+//!   ranked once by mean weight; a Fenwick tree over those ranks marks who is a customer so far
+//!   (the j-th smallest mean is its j-th marked rank), and a max-tree over the same ranks holds
+//!   `n(c,m)` of customers not yet detected, so "every customer with a mean at or below the
+//!   cut-off and a count at or above the other" is a walk down that tree per detection.
+//!
+//! Means are compared by cross-multiplication; amounts are integer micro-units; no float is used.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use crate::aggregate::{ChunkAggregate, Genders, PairAggregate};
+use crate::contract::Gender;
+use crate::detection::{Detection, Pattern};
+use crate::importance::{ImportanceTable, WeightSum};
+use crate::order_stats::{Fenwick, MaxTree};
+use crate::thresholds::Thresholds;
+
+/// Why a chunk could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "chunk {got} arrived after chunk {last}: chunks must be applied in ascending index order"
+    )]
+    OutOfOrder { last: u64, got: u64 },
+}
+
+/// Compares two means `a.sum / a.count` and `b.sum / b.count` exactly.
+pub fn compare_means(a: WeightSum, b: WeightSum) -> Ordering {
+    let (a_count, b_count) = (i128::from(a.count.max(1)), i128::from(b.count.max(1)));
+    match (
+        a.sum_micros.checked_mul(b_count),
+        b.sum_micros.checked_mul(a_count),
+    ) {
+        (Some(left), Some(right)) => left.cmp(&right),
+        // Beyond i128: compare the integer parts, then the remainders, without overflow.
+        _ => compare_fractions(a.sum_micros, a_count, b.sum_micros, b_count),
+    }
+}
+
+/// Compares `an / ad` with `bn / bd` (positive denominators) by continued fractions.
+fn compare_fractions(an: i128, ad: i128, bn: i128, bd: i128) -> Ordering {
+    let (aq, ar) = (an.div_euclid(ad), an.rem_euclid(ad));
+    let (bq, br) = (bn.div_euclid(bd), bn.rem_euclid(bd));
+    match aq.cmp(&bq) {
+        Ordering::Equal => match (ar == 0, br == 0) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            // ar/ad vs br/bd, both in (0, 1): compare the reciprocals, reversed.
+            (false, false) => compare_fractions(bd, br, ad, ar),
+        },
+        other => other,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pair {
+    count: u64,
+    amount_micros: u128,
+    genders: Genders,
+    /// The pair's rank among the merchant's weighted customers; `None` when `w(c,m)` is undefined.
+    weight_rank: Option<usize>,
+    upgrade_emitted: bool,
+    child_emitted: bool,
+}
+
+/// A merchant's weighted customers, ranked by mean weight (ascending), and who of them is a
+/// customer so far.
+#[derive(Debug)]
+struct WeightIndex {
+    customers: Vec<Box<str>>,
+    rank: HashMap<Box<str>, usize>,
+    /// For each rank, the last rank with an equal mean: ties at the cut-off all qualify.
+    tie_end: Vec<usize>,
+    /// Ranks (1-based positions) of weighted customers with `n(c,m) >= 1`.
+    present: Fenwick,
+    /// `n(c,m)` per rank for customers not yet detected as UPGRADE; 0 otherwise.
+    candidates: MaxTree,
+}
+
+impl WeightIndex {
+    fn new(weights: Option<&HashMap<Box<str>, WeightSum>>) -> Self {
+        let mut ranked: Vec<(&Box<str>, WeightSum)> = weights
+            .map(|w| w.iter().map(|(c, s)| (c, *s)).collect())
+            .unwrap_or_default();
+        ranked.sort_by(|a, b| compare_means(a.1, b.1).then_with(|| a.0.cmp(b.0)));
+        let mut tie_end = vec![0; ranked.len()];
+        for i in (0..ranked.len()).rev() {
+            let same_as_next = ranked
+                .get(i + 1)
+                .is_some_and(|next| compare_means(ranked[i].1, next.1).is_eq());
+            tie_end[i] = if same_as_next { tie_end[i + 1] } else { i };
+        }
+        let customers: Vec<Box<str>> = ranked.iter().map(|(c, _)| (*c).clone()).collect();
+        let rank = customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        Self {
+            present: Fenwick::new(customers.len()),
+            candidates: MaxTree::new(customers.len()),
+            customers,
+            rank,
+            tie_end,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Merchant {
+    transactions: u64,
+    customers: HashMap<Box<str>, Pair>,
+    /// The multiset `{ n(c,m) }`, by value.
+    counts: Fenwick,
+    female_customers: u64,
+    male_customers: u64,
+    dei_emitted: bool,
+    weights: WeightIndex,
+}
+
+/// The running state of one stream and the detections emitted so far.
+#[derive(Debug)]
+pub struct Engine {
+    thresholds: Thresholds,
+    importance: ImportanceTable,
+    merchants: HashMap<Box<str>, Merchant>,
+    last_chunk: Option<u64>,
+    detections: u64,
+}
+
+impl Engine {
+    /// An engine with no chunk applied yet.
+    pub fn new(thresholds: Thresholds, importance: ImportanceTable) -> Self {
+        Self {
+            thresholds,
+            importance,
+            merchants: HashMap::new(),
+            last_chunk: None,
+            detections: 0,
+        }
+    }
+
+    /// The thresholds in force.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    /// The last chunk applied.
+    pub fn last_chunk(&self) -> Option<u64> {
+        self.last_chunk
+    }
+
+    /// How many detections have been emitted in all.
+    pub fn detections(&self) -> u64 {
+        self.detections
+    }
+
+    /// Applies one chunk and returns its new detections, ordered by key.
+    pub fn apply(&mut self, chunk: &ChunkAggregate) -> Result<Vec<Detection>, EngineError> {
+        if let Some(last) = self.last_chunk
+            && chunk.index <= last
+        {
+            return Err(EngineError::OutOfOrder {
+                last,
+                got: chunk.index,
+            });
+        }
+        self.last_chunk = Some(chunk.index);
+        let mut found = Vec::new();
+        let mut touched: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for pair in &chunk.pairs {
+            if seen.insert(&pair.merchant) {
+                touched.push(&pair.merchant);
+            }
+            self.apply_pair(chunk.index, pair, &mut found);
+        }
+        for name in touched {
+            if let Some(merchant) = self.merchants.get_mut(name) {
+                merchant.evaluate(name, &self.thresholds, chunk.index, &mut found);
+            }
+        }
+        found.sort_unstable();
+        self.detections += found.len() as u64;
+        Ok(found)
+    }
+
+    /// Applies several chunks in order, as a detector folding a batch does; the result is the
+    /// same as applying them one by one.
+    pub fn apply_batch(
+        &mut self,
+        chunks: &[ChunkAggregate],
+    ) -> Result<Vec<Detection>, EngineError> {
+        let mut found = Vec::new();
+        for chunk in chunks {
+            found.extend(self.apply(chunk)?);
+        }
+        Ok(found)
+    }
+
+    fn apply_pair(&mut self, chunk: u64, pair: &PairAggregate, found: &mut Vec<Detection>) {
+        let merchant = match self.merchants.get_mut(pair.merchant.as_str()) {
+            Some(merchant) => merchant,
+            None => self
+                .merchants
+                .entry(pair.merchant.as_str().into())
+                .or_insert_with(|| Merchant {
+                    transactions: 0,
+                    customers: HashMap::new(),
+                    counts: Fenwick::new(64),
+                    female_customers: 0,
+                    male_customers: 0,
+                    dei_emitted: false,
+                    weights: WeightIndex::new(self.importance.merchant(&pair.merchant)),
+                }),
+        };
+        let state = match merchant.customers.get_mut(pair.customer.as_str()) {
+            Some(state) => state,
+            None => {
+                let weight_rank = merchant.weights.rank.get(pair.customer.as_str()).copied();
+                if let Some(rank) = weight_rank {
+                    merchant.weights.present.increment(rank + 1);
+                }
+                merchant
+                    .customers
+                    .entry(pair.customer.as_str().into())
+                    .or_insert(Pair {
+                        weight_rank,
+                        ..Pair::default()
+                    })
+            }
+        };
+        if state.count > 0 {
+            merchant.counts.decrement(to_position(state.count));
+        }
+        state.count += pair.count;
+        state.amount_micros = state.amount_micros.saturating_add(pair.amount_micros);
+        merchant.counts.increment(to_position(state.count));
+        merchant.transactions += pair.count;
+        for (gender, tally) in [
+            (Gender::F, &mut merchant.female_customers),
+            (Gender::M, &mut merchant.male_customers),
+        ] {
+            if pair.genders.contains(gender) && !state.genders.contains(gender) {
+                *tally += 1;
+            }
+        }
+        state.genders = state.genders.union(pair.genders);
+        if let Some(rank) = state.weight_rank
+            && !state.upgrade_emitted
+        {
+            merchant.weights.candidates.set(rank, state.count);
+        }
+        let limit = self.thresholds.child_max_avg_amount.micros();
+        if !state.child_emitted
+            && state.count > self.thresholds.child_min_txns
+            && state.amount_micros < limit.saturating_mul(u128::from(state.count))
+        {
+            state.child_emitted = true;
+            found.push(Detection {
+                chunk,
+                pattern: Pattern::Child,
+                customer: pair.customer.clone(),
+                merchant: pair.merchant.clone(),
+            });
+        }
+    }
+}
+
+/// A count as a Fenwick position.
+fn to_position(count: u64) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX)
+}
+
+impl Merchant {
+    /// Evaluates DEI-NEEDED and UPGRADE after a chunk that touched this merchant.
+    fn evaluate(
+        &mut self,
+        name: &str,
+        thresholds: &Thresholds,
+        chunk: u64,
+        found: &mut Vec<Detection>,
+    ) {
+        if !self.dei_emitted
+            && self.female_customers > thresholds.dei_min_female_customers
+            && self.female_customers < self.male_customers
+        {
+            self.dei_emitted = true;
+            found.push(Detection {
+                chunk,
+                pattern: Pattern::DeiNeeded,
+                customer: String::new(),
+                merchant: name.to_owned(),
+            });
+        }
+        if self.transactions <= thresholds.upgrade_min_merchant_txns {
+            return;
+        }
+        let weighted = self.weights.present.total();
+        if weighted == 0 {
+            return;
+        }
+        let k = thresholds
+            .upgrade_top_pct
+            .rank_of(self.customers.len() as u64);
+        let count_cutoff = self.counts.kth_largest(k) as u64;
+        let j = thresholds.upgrade_bottom_pct.rank_of(weighted);
+        let weight_cutoff_rank = self.weights.present.kth_smallest(j) - 1;
+        let end = self.weights.tie_end[weight_cutoff_rank];
+        while let Some(rank) = self.weights.candidates.first_at_least(count_cutoff, end) {
+            self.weights.candidates.set(rank, 0);
+            let customer = &self.weights.customers[rank];
+            if let Some(pair) = self.customers.get_mut(customer) {
+                pair.upgrade_emitted = true;
+            }
+            found.push(Detection {
+                chunk,
+                pattern: Pattern::Upgrade,
+                customer: customer.to_string(),
+                merchant: name.to_owned(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(sum_micros: i128, count: u64) -> WeightSum {
+        WeightSum { sum_micros, count }
+    }
+
+    #[test]
+    fn means_compare_exactly() {
+        assert_eq!(compare_means(ws(1, 3), ws(2, 6)), Ordering::Equal);
+        assert_eq!(
+            compare_means(ws(1, 3), ws(333_333, 1_000_000)),
+            Ordering::Greater
+        );
+        assert_eq!(compare_means(ws(-5, 2), ws(-2, 1)), Ordering::Less);
+        let huge = i128::MAX / 3;
+        assert_eq!(compare_means(ws(huge, 7), ws(huge, 8)), Ordering::Greater);
+        assert_eq!(compare_means(ws(-huge, 7), ws(-huge, 8)), Ordering::Less);
+        assert_eq!(
+            compare_means(ws(huge, u64::MAX), ws(huge, u64::MAX)),
+            Ordering::Equal
+        );
+    }
+}

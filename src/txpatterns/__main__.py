@@ -1,5 +1,0 @@
-"""Allow `python -m txpatterns`."""
-
-from txpatterns.cli import main
-
-main()

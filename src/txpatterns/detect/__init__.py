@@ -1,1 +1,0 @@
-"""Mechanism Y: the streaming detector (Spark source, batch processing, output writer)."""

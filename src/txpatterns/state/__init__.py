@@ -1,1 +1,0 @@
-"""PostgreSQL state: migrations, the embedded server, and the namespace's state store."""
