@@ -1,1 +1,38 @@
-fn main() {}
+//! The `txp` binary: parses flags, builds the settings once, and runs the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use txp::cli::{Cli, LogFormat};
+use txp::interrupt::Interrupt;
+use txp::settings::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let interrupt = Interrupt::install();
+    let result =
+        Settings::load(&cli.overrides()).and_then(|settings| txp::run(cli, &settings, &interrupt));
+    match result {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(error) => {
+            #[allow(clippy::print_stderr, reason = "the one place errors reach the user")]
+            {
+                eprintln!("{error}");
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TXP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -13,7 +13,9 @@ pub mod detection;
 pub mod engine;
 pub mod generate;
 pub mod importance;
+pub mod layout;
 mod order_stats;
+pub mod output;
 pub mod reference;
 pub mod thresholds;
 

@@ -6,7 +6,7 @@
 //! as `rust_decimal` decimals parsed from the text, means as exact rationals, cut-off ranks as
 //! decimal ceilings. Clarity first; it is still fast enough for a full BankSim run in seconds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::str::FromStr;
 
@@ -62,8 +62,8 @@ pub struct ReferenceEngine {
     top_pct: Decimal,
     bottom_pct: Decimal,
     max_avg_amount: Decimal,
-    /// `w(c,m)` for every pair with at least one valid importance row, by (merchant, customer).
-    weights: HashMap<(String, String), Rational>,
+    /// `w(c,m)` for every pair with at least one valid importance row, by merchant and customer.
+    weights: HashMap<String, HashMap<String, Rational>>,
     rows: Vec<ReferenceRow>,
     emitted: HashSet<(Pattern, String, String)>,
     last_chunk: Option<u64>,
@@ -72,23 +72,26 @@ pub struct ReferenceEngine {
 impl ReferenceEngine {
     /// Loads the importance file and starts with no rows.
     pub fn new<R: BufRead>(thresholds: Thresholds, importance: R) -> Result<Self, ContractError> {
-        let mut sums: HashMap<(String, String), (Rational, i128)> = HashMap::new();
+        // Weights have at most 6 decimals: their decimal sum is exact (and saturates past 28
+        // digits, far beyond any real file).
+        let mut sums: HashMap<(String, String), (Decimal, i128)> = HashMap::new();
         read_importance(importance, |row| {
             if let Ok(row) = row {
-                let weight = Decimal::from_str(row.weight)
-                    .map(rational)
-                    .unwrap_or_default();
+                let weight = Decimal::from_str(row.weight).unwrap_or_default();
                 let entry = sums
                     .entry((row.merchant.to_owned(), row.customer.to_owned()))
-                    .or_insert((Rational::default(), 0));
-                entry.0 += weight;
+                    .or_insert((Decimal::ZERO, 0));
+                entry.0 = entry.0.checked_add(weight).unwrap_or(Decimal::MAX);
                 entry.1 += 1;
             }
         })?;
-        let weights = sums
-            .into_iter()
-            .map(|(pair, (sum, count))| (pair, sum / count))
-            .collect();
+        let mut weights: HashMap<String, HashMap<String, Rational>> = HashMap::new();
+        for ((merchant, customer), (sum, count)) in sums {
+            weights
+                .entry(merchant)
+                .or_default()
+                .insert(customer, rational(sum) / count);
+        }
         let decimal = |text: String| Decimal::from_str(&text).unwrap_or_default();
         Ok(Self {
             top_pct: decimal(thresholds.upgrade_top_pct.to_string()),
@@ -141,13 +144,14 @@ impl ReferenceEngine {
     /// Every key whose condition holds on all rows so far.
     fn holding(&self) -> Vec<(Pattern, String, String)> {
         let t = &self.thresholds;
-        let mut merchants: BTreeMap<&str, MerchantStats<'_>> = BTreeMap::new();
+        let mut merchants: HashMap<&str, MerchantStats<'_>> = HashMap::new();
         for row in &self.rows {
             let m = merchants.entry(&row.merchant).or_default();
             m.transactions += 1;
             let p = m.customers.entry(&row.customer).or_default();
             p.count += 1;
-            p.amount_sum += row.amount;
+            // Past Decimal's 28 digits the sum saturates; far beyond any real stream.
+            p.amount_sum = p.amount_sum.checked_add(row.amount).unwrap_or(Decimal::MAX);
             p.female |= row.gender == Gender::F;
             p.male |= row.gender == Gender::M;
         }
@@ -155,8 +159,9 @@ impl ReferenceEngine {
         for (merchant, stats) in &merchants {
             // CHILD: n > min_txns and the average strictly below the limit.
             for (customer, p) in &stats.customers {
-                let average = rational(p.amount_sum) / i128::from(p.count);
-                if p.count > t.child_min_txns && average < rational(self.max_avg_amount) {
+                // average < limit, written without a division.
+                let limit = self.max_avg_amount.checked_mul(Decimal::from(p.count));
+                if p.count > t.child_min_txns && limit.is_none_or(|limit| p.amount_sum < limit) {
                     holding.push((
                         Pattern::Child,
                         (*customer).to_owned(),
@@ -178,10 +183,8 @@ impl ReferenceEngine {
             counts.sort_unstable_by(|a, b| b.cmp(a));
             let count_cutoff =
                 counts[cutoff_rank(self.top_pct, counts.len()).min(counts.len()) - 1];
-            let weight_of = |customer: &str| {
-                self.weights
-                    .get(&((*merchant).to_owned(), customer.to_owned()))
-            };
+            let weight_of =
+                |customer: &str| self.weights.get(*merchant).and_then(|w| w.get(customer));
             let mut weights: Vec<Rational> = stats
                 .customers
                 .keys()
@@ -212,7 +215,7 @@ impl ReferenceEngine {
 #[derive(Debug, Default)]
 struct MerchantStats<'a> {
     transactions: u64,
-    customers: BTreeMap<&'a str, PairStats>,
+    customers: HashMap<&'a str, PairStats>,
 }
 
 #[derive(Debug, Default)]

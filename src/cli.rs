@@ -1,0 +1,155 @@
+//! The command line: `txp` and its subcommands, with an example in every `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::Overrides;
+
+const EXAMPLES: &str = "\
+Examples:
+  txp generate --out txp-data
+  txp verify --source txp-data/transactions.csv --importance txp-data/CustomerImportance.csv
+  txp --preset seed config show
+
+Exit codes: 0 success, 1 `verify` found differences, 2 bad usage, settings or input, 130 interrupted.
+Settings: defaults < txp.toml (or --config FILE) < TXP_* environment variables < flags.";
+
+/// txpatterns: exact, verifiable detection of behavioural patterns in payment streams.
+#[derive(Debug, Parser)]
+#[command(name = "txp", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Settings file (TOML); default: ./txp.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Threshold preset: banksim (default) or seed.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Set any setting, e.g. --set patterns.child.min_txns=80 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a BankSim-shaped transactions.csv and CustomerImportance.csv.
+    #[command(after_help = "Example:\n  txp generate --out txp-data --rows 100000 --seed 7")]
+    Generate(GenerateArgs),
+    /// Run the reference detections over chunks and optionally check a pipeline's output.
+    #[command(after_help = "\
+Examples:
+  txp verify --source txp-data/transactions.csv --importance txp-data/CustomerImportance.csv
+  txp verify --input out/input --importance imp.csv --output out/output
+  txp verify --source tx.csv --importance imp.csv --emit expected.csv --engine reference
+
+Exit codes: 0 agreement (or no --output), 1 differences, 2 bad usage or input.")]
+    Verify(VerifyArgs),
+    /// Inspect settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Folder to write transactions.csv and CustomerImportance.csv into (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of transactions.
+    #[arg(long, default_value_t = txp_core::generate::DEFAULT_ROWS)]
+    pub rows: u64,
+    /// Random seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Importance weights: equal to the amount (BankSim) or drawn independently.
+    #[arg(long, value_enum, default_value_t = Weights::Amount)]
+    pub weights: Weights,
+}
+
+/// The importance file's Weight column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Weights {
+    Amount,
+    Independent,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A transactions file, cut into chunks exactly as `txp upload` cuts it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "input",
+        required_unless_present = "input"
+    )]
+    pub source: Option<PathBuf>,
+    /// Rows per chunk with --source [setting upload.chunk_rows, default 10000].
+    #[arg(long, value_name = "N", requires = "source")]
+    pub chunk_rows: Option<u64>,
+    /// A folder of chunks in the layout of docs/patterns.md (chunk_<i>.csv/part-*.csv + _SUCCESS).
+    #[arg(long, value_name = "DIR")]
+    pub input: Option<PathBuf>,
+    /// The importance file (Source,Target,Weight,typeTrans,fraud).
+    #[arg(long, value_name = "FILE")]
+    pub importance: PathBuf,
+    /// Write the detections as CSV: patternId,ActionType,customerName,MerchantId,chunkIndex.
+    #[arg(long, value_name = "FILE")]
+    pub emit: Option<PathBuf>,
+    /// A pipeline's output folder to compare with the detections; exit 1 on any difference.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Which engine computes the detections; `both` runs the two and requires them to agree.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Incremental)]
+    pub engine: EngineChoice,
+}
+
+/// The engine `verify` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    Incremental,
+    Reference,
+    Both,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings as TOML, each with its origin; secrets masked.
+    #[command(
+        after_help = "Example:\n  TXP_PATTERNS_CHILD_MIN_TXNS=5 txp --preset seed config show"
+    )]
+    Show,
+}
+
+impl Cli {
+    /// The settings layers the command line adds.
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Vec::new();
+        if let Command::Verify(VerifyArgs {
+            chunk_rows: Some(n),
+            ..
+        }) = &self.command
+        {
+            flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
+        }
+        Overrides {
+            config: self.config.clone(),
+            preset: self.preset.clone(),
+            set: self.set.clone(),
+            flags,
+        }
+    }
+}

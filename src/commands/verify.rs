@@ -1,0 +1,361 @@
+//! `txp verify`: computes the detections of a chunk sequence with the incremental engine, the
+//! reference engine or both, prints them per pattern, writes them with `--emit`, and compares a
+//! pipeline's output files with them (`--output`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use txp_consumer::chunk_folder::{list_chunks, read_parts};
+use txp_core::aggregate::ChunkAggregator;
+use txp_core::contract::{OnWrongHeader, read_transactions};
+use txp_core::layout::{SUCCESS, is_part_file};
+use txp_core::output::{OutputDiff, OutputKeys, is_output_folder, write_emit};
+use txp_core::reference::ReferenceRow;
+use txp_core::{Detection, Engine, ImportanceTable, Pattern, ReferenceEngine, Rejection};
+use txp_uploader::cut::ChunkCutter;
+
+use super::generate::thousands;
+use crate::Outcome;
+use crate::cli::{EngineChoice, VerifyArgs};
+use crate::error::Error;
+use crate::interrupt::Interrupt;
+use crate::progress::Ui;
+use crate::settings::Settings;
+
+/// One chunk to replay: its index and its part files.
+struct InputChunk {
+    index: u64,
+    parts: Vec<(String, Vec<u8>)>,
+}
+
+/// The engines being run, and what they found.
+struct Engines {
+    incremental: Option<Engine>,
+    reference: Option<ReferenceEngine>,
+    detections: Vec<Detection>,
+    valid_rows: u64,
+    rejected: Vec<(u64, String, Rejection)>,
+    rejected_rows: u64,
+}
+
+/// How many rejected rows the summary shows.
+const SHOWN_REJECTIONS: usize = 5;
+/// How many keys of each kind of difference the summary shows.
+const SHOWN_DIFFERENCES: usize = 10;
+
+fn read_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::usage(format!("cannot read {}: {e}", path.display()))
+        .hint("check the path and its permissions")
+}
+
+impl Engines {
+    fn new(args: &VerifyArgs, settings: &Settings) -> Result<Self, Error> {
+        let path = &args.importance;
+        let bytes = fs::read(path).map_err(|e| read_error(path, &e))?;
+        let bad_file = |e: txp_core::ContractError| {
+            Error::usage(format!("{}: {e}", path.display()))
+                .hint("--importance takes BankSim's CustomerImportance.csv")
+        };
+        let run_incremental = matches!(args.engine, EngineChoice::Incremental | EngineChoice::Both);
+        let run_reference = matches!(args.engine, EngineChoice::Reference | EngineChoice::Both);
+        let table = ImportanceTable::read(&bytes[..]).map_err(bad_file)?;
+        print_importance(path, &table);
+        Ok(Self {
+            reference: if run_reference {
+                Some(ReferenceEngine::new(settings.thresholds, &bytes[..]).map_err(bad_file)?)
+            } else {
+                None
+            },
+            incremental: run_incremental.then(|| Engine::new(settings.thresholds, table)),
+            detections: Vec::new(),
+            valid_rows: 0,
+            rejected: Vec::new(),
+            rejected_rows: 0,
+        })
+    }
+
+    /// Applies one chunk to every engine; with both, their detections must be equal.
+    fn apply(&mut self, chunk: InputChunk) -> Result<(), Error> {
+        let engine_error = |e: txp_core::engine::EngineError| Error::usage(e.to_string());
+        let mut from_incremental = None;
+        if let Some(engine) = &mut self.incremental {
+            let mut aggregator = ChunkAggregator::new(chunk.index);
+            for (name, bytes) in &chunk.parts {
+                aggregator
+                    .add_part(name, &bytes[..])
+                    .map_err(|e| Error::usage(format!("chunk {}: {e}", chunk.index)))?;
+            }
+            let aggregate = aggregator.finish();
+            self.valid_rows += aggregate.valid_rows;
+            self.rejected_rows += aggregate.rejected.len() as u64;
+            for q in aggregate
+                .rejected
+                .iter()
+                .take(SHOWN_REJECTIONS.saturating_sub(self.rejected.len()))
+            {
+                self.rejected
+                    .push((chunk.index, q.part.clone(), q.rejection.clone()));
+            }
+            from_incremental = Some(engine.apply(&aggregate).map_err(engine_error)?);
+        }
+        if let Some(engine) = &mut self.reference {
+            let mut rows = Vec::new();
+            let mut rejected = Vec::new();
+            for (name, bytes) in &chunk.parts {
+                read_transactions(&bytes[..], OnWrongHeader::RejectAll, |row| match row {
+                    Ok(row) => rows.push(ReferenceRow::from_transaction(&row)),
+                    Err(r) => rejected.push((chunk.index, name.clone(), r)),
+                })
+                .map_err(|e| Error::usage(format!("chunk {}: {e}", chunk.index)))?;
+            }
+            if from_incremental.is_none() {
+                self.valid_rows += rows.len() as u64;
+                self.rejected_rows += rejected.len() as u64;
+                let room = SHOWN_REJECTIONS.saturating_sub(self.rejected.len());
+                self.rejected.extend(rejected.into_iter().take(room));
+            }
+            let found = engine.apply(chunk.index, rows).map_err(engine_error)?;
+            if let Some(incremental) = &from_incremental
+                && *incremental != found
+            {
+                return Err(Error::usage(format!(
+                    "the incremental and reference engines disagree after chunk {}: {} against {} detections",
+                    chunk.index,
+                    incremental.len(),
+                    found.len()
+                ))
+                .hint("this is a bug in txpatterns: please report it with the input that shows it"));
+            }
+            from_incremental.get_or_insert(found);
+        }
+        self.detections.extend(from_incremental.unwrap_or_default());
+        Ok(())
+    }
+}
+
+fn print_importance(path: &Path, table: &ImportanceTable) {
+    println!(
+        "importance  {}: {} rows ({} pairs), {} rejected",
+        path.display(),
+        thousands(table.valid_rows()),
+        thousands(table.pairs() as u64),
+        thousands(table.rejected().len() as u64)
+    );
+    for r in table.rejected().iter().take(SHOWN_REJECTIONS) {
+        println!(
+            "            line {}{}: {}",
+            r.line,
+            r.column.map(|c| format!(" ({c})")).unwrap_or_default(),
+            r.reason
+        );
+    }
+}
+
+/// Runs the command.
+pub fn run(
+    args: &VerifyArgs,
+    settings: &Settings,
+    ui: Ui,
+    interrupt: &Interrupt,
+) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let mut engines = Engines::new(args, settings)?;
+    let mut chunks = 0u64;
+    if let Some(source) = &args.source {
+        let file = File::open(source).map_err(|e| read_error(source, &e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cutter =
+            ChunkCutter::new(BufReader::with_capacity(1 << 20, file), settings.chunk_rows)
+                .map_err(|e| {
+                    Error::usage(format!("{}: {e}", source.display()))
+                        .hint("--source takes a transactions file such as BankSim's")
+                })?;
+        let bar = ui.bytes_bar(size, "verifying");
+        while let Some(chunk) = cutter.next() {
+            interrupt.check()?;
+            let chunk = chunk.map_err(|e| Error::usage(format!("{}: {e}", source.display())))?;
+            engines.apply(InputChunk {
+                index: chunk.index,
+                parts: vec![(source.display().to_string(), chunk.bytes)],
+            })?;
+            chunks += 1;
+            bar.set_position(cutter.bytes_read());
+        }
+        bar.finish_and_clear();
+        println!(
+            "input       {}: cut into {} chunks of {} rows",
+            source.display(),
+            chunks,
+            thousands(settings.chunk_rows.get())
+        );
+    } else if let Some(input) = &args.input {
+        let listing = list_chunks(input).map_err(|e| read_error(input, &e))?;
+        let bar = ui.bar(listing.complete.len() as u64, "verifying", "chunks");
+        for entry in &listing.complete {
+            interrupt.check()?;
+            let parts = read_parts(entry).map_err(|e| read_error(&entry.path, &e))?;
+            engines.apply(InputChunk {
+                index: entry.index,
+                parts,
+            })?;
+            chunks += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!(
+            "input       {}: {} complete chunks, {} incomplete (ignored)",
+            input.display(),
+            chunks,
+            listing.incomplete.len()
+        );
+        for path in listing.incomplete.iter().take(SHOWN_REJECTIONS) {
+            println!("            incomplete: {} (no {SUCCESS})", path.display());
+        }
+    }
+    print_summary(&engines, settings, args.engine);
+    if let Some(path) = &args.emit {
+        let file = File::create(path)
+            .map_err(|e| Error::usage(format!("cannot write {}: {e}", path.display())))?;
+        write_emit(BufWriter::new(file), &engines.detections)
+            .map_err(|e| Error::usage(format!("cannot write {}: {e}", path.display())))?;
+        println!(
+            "emitted     {} detections to {}",
+            thousands(engines.detections.len() as u64),
+            path.display()
+        );
+    }
+    let mut outcome = Outcome::Success;
+    if let Some(output) = &args.output {
+        outcome = compare_output(output, &engines.detections)?;
+    }
+    println!("time        {:.2} s", started.elapsed().as_secs_f64());
+    Ok(outcome)
+}
+
+fn print_summary(engines: &Engines, settings: &Settings, engine: EngineChoice) {
+    println!(
+        "rows        {} valid, {} rejected",
+        thousands(engines.valid_rows),
+        thousands(engines.rejected_rows)
+    );
+    for (chunk, part, r) in &engines.rejected {
+        println!(
+            "            chunk {chunk} {part} line {}{}: {}",
+            r.line,
+            r.column.map(|c| format!(" ({c})")).unwrap_or_default(),
+            r.reason
+        );
+    }
+    let t = &settings.thresholds;
+    println!(
+        "thresholds  preset {}: UPGRADE N(m) > {}, top {}%, bottom {}%; CHILD n > {}, average < {}; DEI-NEEDED F > {}",
+        settings.preset,
+        t.upgrade_min_merchant_txns,
+        t.upgrade_top_pct,
+        t.upgrade_bottom_pct,
+        t.child_min_txns,
+        t.child_max_avg_amount,
+        t.dei_min_female_customers
+    );
+    let name = match engine {
+        EngineChoice::Incremental => "incremental engine",
+        EngineChoice::Reference => "reference engine",
+        EngineChoice::Both => "incremental and reference engines (they agree)",
+    };
+    println!("detections  by the {name}");
+    let mut per_pattern: BTreeMap<Pattern, u64> = Pattern::ALL.iter().map(|p| (*p, 0)).collect();
+    for d in &engines.detections {
+        *per_pattern.entry(d.pattern).or_default() += 1;
+    }
+    for (pattern, n) in &per_pattern {
+        println!("  {:<10} {:>10}", pattern.action_type(), thousands(*n));
+    }
+    println!(
+        "  {:<10} {:>10}",
+        "total",
+        thousands(engines.detections.len() as u64)
+    );
+}
+
+/// Reads every complete output folder under `dir` and compares its keys with the detections.
+fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error> {
+    let entries = fs::read_dir(dir).map_err(|e| read_error(dir, &e))?;
+    let mut folders: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok().map(|n| (n, e.path())))
+        .filter(|(name, path)| is_output_folder(name) && path.is_dir())
+        .collect();
+    folders.sort();
+    let mut found = OutputKeys::default();
+    let (mut complete, mut incomplete) = (0u64, Vec::new());
+    for (name, path) in &folders {
+        if !path.join(SUCCESS).is_file() {
+            incomplete.push(name.clone());
+            continue;
+        }
+        complete += 1;
+        let mut parts: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(|e| read_error(path, &e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(is_part_file))
+            .map(|e| e.path())
+            .collect();
+        parts.sort();
+        for part in parts {
+            let bytes = fs::read(&part).map_err(|e| read_error(&part, &e))?;
+            found
+                .add_part(&part.display().to_string(), &bytes)
+                .map_err(|e| Error::usage(e.to_string()))?;
+        }
+    }
+    let diff = OutputDiff::new(detections, &found);
+    println!(
+        "output      {}: {} complete files, {} incomplete (ignored); {} keys",
+        dir.display(),
+        complete,
+        incomplete.len(),
+        thousands(found.keys.values().sum())
+    );
+    for name in incomplete.iter().take(SHOWN_DIFFERENCES) {
+        println!("            incomplete: {name} (no {SUCCESS})");
+    }
+    println!("  missing    {:>10}", thousands(diff.missing.len() as u64));
+    for d in diff.missing.iter().take(SHOWN_DIFFERENCES) {
+        println!(
+            "    {},{},{},{} (chunk {})",
+            d.pattern.id(),
+            d.pattern.action_type(),
+            d.customer,
+            d.merchant,
+            d.chunk
+        );
+    }
+    println!("  extra      {:>10}", thousands(diff.extra.len() as u64));
+    for (p, c, m) in diff.extra.iter().take(SHOWN_DIFFERENCES) {
+        println!("    {},{},{},{}", p.id(), p.action_type(), c, m);
+    }
+    println!(
+        "  duplicated {:>10}",
+        thousands(diff.duplicated.len() as u64)
+    );
+    for ((p, c, m), n) in diff.duplicated.iter().take(SHOWN_DIFFERENCES) {
+        println!("    {},{},{},{} ({n} times)", p.id(), p.action_type(), c, m);
+    }
+    println!(
+        "  bad rows   {:>10}",
+        thousands(found.problems.len() as u64)
+    );
+    for p in found.problems.iter().take(SHOWN_DIFFERENCES) {
+        println!("    {} line {}: {}", p.file, p.line, p.message);
+    }
+    if diff.is_empty() && found.problems.is_empty() {
+        println!("OK: the output equals the reference exactly.");
+        Ok(Outcome::Success)
+    } else {
+        println!("DIFFERENT: the output does not equal the reference (see above).");
+        Ok(Outcome::Differences)
+    }
+}

@@ -1,0 +1,44 @@
+//! The `txp` command line as a library: `main` parses flags and builds settings, then calls
+//! [`run`]. Each command lives in its own module under `commands`.
+
+pub mod cli;
+mod commands;
+pub mod error;
+pub mod interrupt;
+mod progress;
+pub mod settings;
+
+use cli::{Cli, Command, ConfigCommand};
+use error::Error;
+use interrupt::Interrupt;
+use progress::Ui;
+use settings::Settings;
+
+/// How a successful command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit code 0.
+    Success,
+    /// `verify` found differences: exit code 1.
+    Differences,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Differences => 1,
+        }
+    }
+}
+
+/// Runs a parsed command line with its settings.
+pub fn run(cli: Cli, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    let ui = Ui { quiet: cli.quiet };
+    match cli.command {
+        Command::Generate(args) => commands::generate::run(&args, ui, interrupt),
+        Command::Verify(args) => commands::verify::run(&args, settings, ui, interrupt),
+        Command::Config(ConfigCommand::Show) => commands::config::show(settings),
+    }
+}

@@ -1,0 +1,518 @@
+//! Settings, built once at start from four layers, lowest precedence first: built-in defaults,
+//! the settings file (`./txp.toml`, or `--config FILE`), `TXP_*` environment variables, then
+//! flags (`--preset`, `--set KEY=VALUE` and a command's own options). Every key is listed once,
+//! in [`KEYS`]; its environment variable is its dotted name in capitals with `_` for `.`.
+//!
+//! Layers are merged with figment. Thresholds left unset in every layer take the preset's value.
+//! Decimals are read as exact decimals: a TOML float is taken by its shortest text form, and
+//! refused when that has more digits than a binary float holds exactly.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use serde::Deserialize;
+use txp_core::thresholds::{Decimal6, Percent, Preset, Thresholds};
+
+use crate::error::Error;
+
+/// The settings file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "txp.toml";
+
+/// One setting: its dotted name and what it is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order `txp config show` prints them.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "patterns.preset",
+        help: "threshold preset: banksim (the brief's figures) or seed (scaled down)",
+    },
+    Key {
+        name: "patterns.upgrade.min_merchant_txns",
+        help: "UPGRADE: a merchant needs more transactions than this",
+    },
+    Key {
+        name: "patterns.upgrade.top_pct",
+        help: "UPGRADE: top share of customers by count, in percent",
+    },
+    Key {
+        name: "patterns.upgrade.bottom_pct",
+        help: "UPGRADE: bottom share of weighted customers by mean weight, in percent",
+    },
+    Key {
+        name: "patterns.child.min_txns",
+        help: "CHILD: a pair needs more transactions than this",
+    },
+    Key {
+        name: "patterns.child.max_avg_amount",
+        help: "CHILD: the average amount must be strictly below this",
+    },
+    Key {
+        name: "patterns.dei.min_female_customers",
+        help: "DEI-NEEDED: a merchant needs more female customers than this",
+    },
+    Key {
+        name: "upload.chunk_rows",
+        help: "rows per chunk when a source is cut into chunks",
+    },
+];
+
+/// The environment variable of a setting: `patterns.child.min_txns` is `TXP_PATTERNS_CHILD_MIN_TXNS`.
+pub fn env_var(key: &str) -> String {
+    format!("TXP_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// A short alias for `TXP_PATTERNS_PRESET`.
+const PRESET_ALIAS: &str = "TXP_PRESET";
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    Preset(Preset),
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Preset(p) => write!(f, "preset {p}"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Env(var) => write!(f, "env {var}"),
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// What the command line adds on top of the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--preset NAME`.
+    pub preset: Option<String>,
+    /// `--set KEY=VALUE`, in order.
+    pub set: Vec<String>,
+    /// A command's own options that stand for settings: (key, value as TOML, the flag's name).
+    pub flags: Vec<(&'static str, String, &'static str)>,
+}
+
+/// The effective settings, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub preset: Preset,
+    pub thresholds: Thresholds,
+    pub chunk_rows: NonZeroU64,
+    /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
+    pub shown: Vec<(&'static str, String, Origin)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    patterns: RawPatterns,
+    upload: RawUpload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatterns {
+    preset: String,
+    #[serde(default)]
+    upgrade: RawUpgrade,
+    #[serde(default)]
+    child: RawChild,
+    #[serde(default)]
+    dei: RawDei,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpgrade {
+    min_merchant_txns: Option<u64>,
+    top_pct: Option<DecimalText>,
+    bottom_pct: Option<DecimalText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChild {
+    min_txns: Option<u64>,
+    max_avg_amount: Option<DecimalText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDei {
+    min_female_customers: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpload {
+    chunk_rows: u64,
+}
+
+/// A decimal setting as text, from a TOML string, integer or float.
+#[derive(Debug, Clone)]
+struct DecimalText(String);
+
+/// Significant digits a binary float carries exactly through its shortest text form.
+const FLOAT_DIGITS: usize = 15;
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DecimalText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal number, such as 10, 2.5 or \"2.5\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecimalText, E> {
+                // Rust prints the shortest text that reads back as the same float: 2.5 is "2.5".
+                let text = format!("{v}");
+                let digits = text
+                    .trim_start_matches(['-', '0', '.'])
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .count();
+                if digits > FLOAT_DIGITS {
+                    return Err(E::custom(format!(
+                        "{text} has more digits than a TOML float holds exactly: write it as a string, e.g. \"{text}\""
+                    )));
+                }
+                Ok(DecimalText(text))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The built-in defaults (thresholds come from the preset).
+fn defaults() -> Dict {
+    let mut patterns = Dict::new();
+    patterns.insert("preset".into(), Value::from(Preset::default().name()));
+    let mut upload = Dict::new();
+    upload.insert("chunk_rows".into(), Value::from(10_000_u64));
+    let mut root = Dict::new();
+    root.insert("patterns".into(), Value::from(patterns));
+    root.insert("upload".into(), Value::from(upload));
+    root
+}
+
+/// Sets `dotted.key = value` in a nested dictionary.
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A flag's value as TOML (`10`, `2.5`, `"x"`), or else as a string.
+fn flag_value(text: &str) -> Value {
+    match text.parse::<toml::Value>() {
+        Ok(toml::Value::String(s)) => Value::from(s),
+        Ok(toml::Value::Integer(i)) => Value::from(i),
+        Ok(toml::Value::Float(f)) => Value::from(f),
+        Ok(toml::Value::Boolean(b)) => Value::from(b),
+        _ => Value::from(text.to_owned()),
+    }
+}
+
+fn known(key: &str) -> Result<&'static Key, Error> {
+    KEYS.iter().find(|k| k.name == key).ok_or_else(|| {
+        Error::usage(format!("unknown setting `{key}`")).hint(format!(
+            "settings are: {}",
+            KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+impl Settings {
+    /// Builds the settings from every layer and validates them.
+    pub fn load(overrides: &Overrides) -> Result<Self, Error> {
+        let file = match &overrides.config {
+            Some(path) if !path.is_file() => {
+                return Err(Error::usage(format!(
+                    "settings file {} does not exist",
+                    path.display()
+                ))
+                .hint("check the path given to --config"));
+            }
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        let file_layer = file.as_ref().map(|p| Figment::from(Toml::file(p)));
+        let env_layer = Figment::from(
+            Env::prefixed("TXP_")
+                .filter_map(|k| {
+                    let var = format!("TXP_{}", k.as_str().to_ascii_uppercase());
+                    if var == PRESET_ALIAS {
+                        return Some("patterns.preset".into());
+                    }
+                    KEYS.iter()
+                        .find(|key| env_var(key.name) == var)
+                        .map(|key| key.name.into())
+                })
+                .lowercase(false),
+        );
+        let mut flags = Dict::new();
+        let mut flag_names: Vec<(&'static str, String)> = Vec::new();
+        for pair in &overrides.set {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(Error::usage(format!("--set `{pair}` is not KEY=VALUE"))
+                    .hint("e.g. --set patterns.child.min_txns=80"));
+            };
+            let key = known(key.trim())?;
+            insert(&mut flags, key.name, flag_value(value.trim()));
+            flag_names.push((key.name, format!("--set {}", key.name)));
+        }
+        if let Some(preset) = &overrides.preset {
+            insert(&mut flags, "patterns.preset", Value::from(preset.clone()));
+            flag_names.push(("patterns.preset", "--preset".to_owned()));
+        }
+        for (key, value, flag) in &overrides.flags {
+            insert(&mut flags, key, flag_value(value));
+            flag_names.push((key, (*flag).to_owned()));
+        }
+
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        if let Some(layer) = &file_layer {
+            figment = figment.merge(layer.clone());
+        }
+        figment = figment
+            .merge(env_layer.clone())
+            .merge(Serialized::defaults(flags));
+        let raw: RawSettings = figment
+            .extract()
+            .map_err(|e| settings_error(&e, file.as_deref()))?;
+
+        let origin = |key: &str| -> Option<Origin> {
+            if let Some((_, flag)) = flag_names.iter().rev().find(|(k, _)| *k == key) {
+                return Some(Origin::Flag(flag.clone()));
+            }
+            if env_layer.contains(key) {
+                let var = if key == "patterns.preset" && std::env::var_os(env_var(key)).is_none() {
+                    PRESET_ALIAS.to_owned()
+                } else {
+                    env_var(key)
+                };
+                return Some(Origin::Env(var));
+            }
+            match (&file_layer, &file) {
+                (Some(layer), Some(path)) if layer.contains(key) => {
+                    Some(Origin::File(path.clone()))
+                }
+                _ => None,
+            }
+        };
+        Self::validate(raw, origin)
+    }
+
+    fn validate(raw: RawSettings, origin: impl Fn(&str) -> Option<Origin>) -> Result<Self, Error> {
+        let invalid = |key: &str, message: String| {
+            Error::usage(format!("setting {key}: {message}")).hint(format!(
+                "set it in {DEFAULT_FILE}, with {} or with --set {key}=VALUE",
+                env_var(key)
+            ))
+        };
+        let preset: Preset = raw
+            .patterns
+            .preset
+            .parse()
+            .map_err(|e| invalid("patterns.preset", e))?;
+        let base = preset.thresholds();
+        let percent = |key: &str, value: Option<DecimalText>, default: Percent| match value {
+            None => Ok(default),
+            Some(DecimalText(text)) => text
+                .parse::<Percent>()
+                .map_err(|e| invalid(key, e.to_string())),
+        };
+        let thresholds = Thresholds {
+            upgrade_min_merchant_txns: raw
+                .patterns
+                .upgrade
+                .min_merchant_txns
+                .unwrap_or(base.upgrade_min_merchant_txns),
+            upgrade_top_pct: percent(
+                "patterns.upgrade.top_pct",
+                raw.patterns.upgrade.top_pct,
+                base.upgrade_top_pct,
+            )?,
+            upgrade_bottom_pct: percent(
+                "patterns.upgrade.bottom_pct",
+                raw.patterns.upgrade.bottom_pct,
+                base.upgrade_bottom_pct,
+            )?,
+            child_min_txns: raw.patterns.child.min_txns.unwrap_or(base.child_min_txns),
+            child_max_avg_amount: match raw.patterns.child.max_avg_amount {
+                None => base.child_max_avg_amount,
+                Some(DecimalText(text)) => text
+                    .parse::<Decimal6>()
+                    .map_err(|e| invalid("patterns.child.max_avg_amount", e.to_string()))?,
+            },
+            dei_min_female_customers: raw
+                .patterns
+                .dei
+                .min_female_customers
+                .unwrap_or(base.dei_min_female_customers),
+        };
+        let chunk_rows = NonZeroU64::new(raw.upload.chunk_rows)
+            .ok_or_else(|| invalid("upload.chunk_rows", "must be at least 1".to_owned()))?;
+
+        let values: [(&str, String); 8] = [
+            ("patterns.preset", format!("\"{preset}\"")),
+            (
+                "patterns.upgrade.min_merchant_txns",
+                thresholds.upgrade_min_merchant_txns.to_string(),
+            ),
+            (
+                "patterns.upgrade.top_pct",
+                thresholds.upgrade_top_pct.to_string(),
+            ),
+            (
+                "patterns.upgrade.bottom_pct",
+                thresholds.upgrade_bottom_pct.to_string(),
+            ),
+            (
+                "patterns.child.min_txns",
+                thresholds.child_min_txns.to_string(),
+            ),
+            (
+                "patterns.child.max_avg_amount",
+                thresholds.child_max_avg_amount.to_string(),
+            ),
+            (
+                "patterns.dei.min_female_customers",
+                thresholds.dei_min_female_customers.to_string(),
+            ),
+            ("upload.chunk_rows", chunk_rows.to_string()),
+        ];
+        let shown = KEYS
+            .iter()
+            .zip(values)
+            .map(|(key, (_, value))| {
+                let fallback = if key.name.starts_with("patterns.") && key.name != "patterns.preset"
+                {
+                    Origin::Preset(preset)
+                } else {
+                    Origin::Default
+                };
+                (key.name, value, origin(key.name).unwrap_or(fallback))
+            })
+            .collect();
+        Ok(Self {
+            preset,
+            thresholds,
+            chunk_rows,
+            shown,
+        })
+    }
+}
+
+/// A figment error as a message that names the key, where it was set, and what to do.
+fn settings_error(error: &figment::Error, file: Option<&Path>) -> Error {
+    let key = error.path.join(".");
+    let mut message = format!("invalid settings: {}", error.kind);
+    if !key.is_empty() {
+        message = format!("invalid setting `{key}`: {}", error.kind);
+    }
+    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
+        message.push_str(&format!(" (from {source})"));
+    }
+    let hint = match file {
+        Some(path) => format!("check {} and the TXP_* environment variables; `txp config show` lists every setting", path.display()),
+        None => "check the TXP_* environment variables and --set flags; `txp config show` lists every setting".to_owned(),
+    };
+    Error::usage(message).hint(hint)
+}
+
+/// Replaces the password of any `scheme://user:password@host` in a value with `****`.
+pub fn mask_secrets(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ', '"']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("****");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_follow_the_dotted_key() {
+        assert_eq!(
+            env_var("patterns.child.min_txns"),
+            "TXP_PATTERNS_CHILD_MIN_TXNS"
+        );
+        assert_eq!(env_var("upload.chunk_rows"), "TXP_UPLOAD_CHUNK_ROWS");
+    }
+
+    #[test]
+    fn masks_url_passwords_only() {
+        assert_eq!(
+            mask_secrets("postgres://u:secret@h:5432/db"),
+            "postgres://u:****@h:5432/db"
+        );
+        assert_eq!(mask_secrets("amqp://guest@h/"), "amqp://guest@h/");
+        assert_eq!(
+            mask_secrets("a amqp://x:y@h b s3://k:v@b/p"),
+            "a amqp://x:****@h b s3://k:****@b/p"
+        );
+        assert_eq!(mask_secrets("plain"), "plain");
+    }
+
+    #[test]
+    fn flag_values_read_as_toml_or_text() {
+        assert_eq!(flag_value("10"), Value::from(10_i64));
+        assert_eq!(flag_value("seed"), Value::from("seed".to_owned()));
+        assert_eq!(flag_value("\"2.5\""), Value::from("2.5".to_owned()));
+    }
+}
