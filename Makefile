@@ -1,49 +1,48 @@
-# The README's quick start: `make demo` and `make test`. Both build .venv from scratch when needed.
-PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
+# The README's quick start: `make demo` and `make test`. Both need only a Rust toolchain (stable,
+# with cargo); everything else comes from crates.io.
+CARGO ?= cargo
+DATA ?= txp-data
+TXP := target/release/txp
 
-.PHONY: demo test lint check-python check-java bench clean
+.PHONY: demo test lint fmt build bench bench-core clean check-rust
 
-check-python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
-	  echo "txpatterns needs Python 3.11 or newer as '$(PYTHON)'."; \
-	  echo "Install it (Debian/Ubuntu: sudo apt-get install python3.11 python3.11-venv) or run: make PYTHON=/path/to/python3.11 ..."; \
+check-rust:
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	  echo "txpatterns needs a Rust toolchain (stable, edition 2024): install it with rustup (https://rustup.rs) and run make again."; \
 	  exit 1; }
 
-check-java:
-	@sh scripts/check-java.sh
+build: check-rust
+	$(CARGO) build --release --locked --bin txp
 
-$(BIN)/.installed: pyproject.toml | check-python
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
-	@touch $@
+# The main job, on embedded defaults (no server): generate the dataset once, then replay it in
+# 10,000-row chunks through both engines and print the detections per pattern.
+demo: build
+	@if [ ! -f $(DATA)/transactions.csv ] || [ ! -f $(DATA)/CustomerImportance.csv ]; then \
+	  $(TXP) generate --out $(DATA); \
+	fi
+	$(TXP) verify --source $(DATA)/transactions.csv --importance $(DATA)/CustomerImportance.csv --engine both
 
-$(BIN)/.installed-dev: pyproject.toml | check-python
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(BIN)/.installed $@
+fmt: check-rust
+	$(CARGO) fmt --all
 
-# The main job: generate, publish and detect side by side on embedded defaults, then verify.
-demo: check-java $(BIN)/.installed
-	$(BIN)/txpatterns run
+lint: check-rust
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-lint: $(BIN)/.installed-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy
+# Formatting, lints and the whole suite (cargo-nextest when installed, cargo test otherwise).
+test: lint
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --locked --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --locked --no-fail-fast; \
+	fi
 
-test: check-java lint
-	@sh scripts/install-chromium.sh
-	$(BIN)/pytest
+# Criterion benchmarks of the pure core (docs/performance.md).
+bench-core: check-rust
+	$(CARGO) bench --locked -p txp-core --bench core
 
-# The benchmark suite (docs/performance.md): `make bench` runs catchup, reference, live and the
-# long growth run; pick one with e.g. `make bench BENCH="growth --rows 2000000"`.
-BENCH ?= all
-bench: check-java $(BIN)/.installed-dev
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m bench $(BENCH)
+bench: bench-core
 
 clean:
-	rm -rf $(VENV) txp-data build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+	$(CARGO) clean
+	rm -rf $(DATA)

@@ -12,8 +12,10 @@ Examples:
   txp verify --source txp-data/transactions.csv --importance txp-data/CustomerImportance.csv
   txp --preset seed config show
 
-Exit codes: 0 success, 1 `verify` found differences, 2 bad usage, settings or input, 130 interrupted.
-Settings: defaults < txp.toml (or --config FILE) < TXP_* environment variables < flags.";
+Exit codes:
+  0 success, 1 `verify` found differences, 2 bad usage, settings or input, 130 interrupted
+Settings:
+  defaults < txp.toml (or --config FILE) < TXP_* environment variables < flags";
 
 /// txpatterns: exact, verifiable detection of behavioural patterns in payment streams.
 #[derive(Debug, Parser)]
@@ -60,7 +62,7 @@ Examples:
 Exit codes: 0 agreement (or no --output), 1 differences, 2 bad usage or input.")]
     Verify(VerifyArgs),
     /// Inspect settings.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  txp --config prod.toml config show")]
     Config(ConfigCommand),
 }
 
@@ -90,12 +92,7 @@ pub enum Weights {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A transactions file, cut into chunks exactly as `txp upload` cuts it.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "input",
-        required_unless_present = "input"
-    )]
+    #[arg(long, value_name = "FILE", conflicts_with = "input", required_unless_present = "input")]
     pub source: Option<PathBuf>,
     /// Rows per chunk with --source [setting upload.chunk_rows, default 10000].
     #[arg(long, value_name = "N", requires = "source")]
@@ -128,9 +125,7 @@ pub enum EngineChoice {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective settings as TOML, each with its origin; secrets masked.
-    #[command(
-        after_help = "Example:\n  TXP_PATTERNS_CHILD_MIN_TXNS=5 txp --preset seed config show"
-    )]
+    #[command(after_help = "Example:\n  TXP_PATTERNS_CHILD_MIN_TXNS=5 txp --preset seed config show")]
     Show,
 }
 
@@ -138,18 +133,9 @@ impl Cli {
     /// The settings layers the command line adds.
     pub fn overrides(&self) -> Overrides {
         let mut flags = Vec::new();
-        if let Command::Verify(VerifyArgs {
-            chunk_rows: Some(n),
-            ..
-        }) = &self.command
-        {
+        if let Command::Verify(VerifyArgs { chunk_rows: Some(n), .. }) = &self.command {
             flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
         }
-        Overrides {
-            config: self.config.clone(),
-            preset: self.preset.clone(),
-            set: self.set.clone(),
-            flags,
-        }
+        Overrides { config: self.config.clone(), preset: self.preset.clone(), set: self.set.clone(), flags }
     }
 }

@@ -8,10 +8,7 @@ use std::fmt;
 #[derive(Debug)]
 pub enum Error {
     /// Bad usage, settings or input: exit code 2.
-    Usage {
-        message: String,
-        hint: Option<String>,
-    },
+    Usage { message: String, hint: Option<String> },
     /// Ctrl-C or SIGTERM: exit code 130.
     Interrupted,
 }
@@ -19,19 +16,13 @@ pub enum Error {
 impl Error {
     /// Bad usage, settings or input.
     pub fn usage(message: impl Into<String>) -> Self {
-        Self::Usage {
-            message: message.into(),
-            hint: None,
-        }
+        Self::Usage { message: message.into(), hint: None }
     }
 
     /// Adds what the user can do about it.
     pub fn hint(self, hint: impl Into<String>) -> Self {
         match self {
-            Self::Usage { message, .. } => Self::Usage {
-                message,
-                hint: Some(hint.into()),
-            },
+            Self::Usage { message, .. } => Self::Usage { message, hint: Some(hint.into()) },
             other => other,
         }
     }
@@ -48,14 +39,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Usage {
-                message,
-                hint: None,
-            } => write!(f, "error: {message}"),
-            Self::Usage {
-                message,
-                hint: Some(hint),
-            } => write!(f, "error: {message}\n  hint: {hint}"),
+            Self::Usage { message, hint: None } => write!(f, "error: {message}"),
+            Self::Usage { message, hint: Some(hint) } => write!(f, "error: {message}\n  hint: {hint}"),
             Self::Interrupted => f.write_str("interrupted"),
         }
     }

@@ -26,10 +26,6 @@ impl Interrupt {
 
     /// `Err(Interrupted)` once a signal has arrived.
     pub fn check(&self) -> Result<(), Error> {
-        if self.0.load(Ordering::SeqCst) {
-            Err(Error::Interrupted)
-        } else {
-            Ok(())
-        }
+        if self.0.load(Ordering::SeqCst) { Err(Error::Interrupted) } else { Ok(()) }
     }
 }

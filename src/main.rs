@@ -11,8 +11,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let interrupt = Interrupt::install();
-    let result =
-        Settings::load(&cli.overrides()).and_then(|settings| txp::run(cli, &settings, &interrupt));
+    let result = Settings::load(&cli.overrides()).and_then(|settings| txp::run(cli, &settings, &interrupt));
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(error) => {
@@ -28,9 +27,7 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TXP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

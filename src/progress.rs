@@ -15,8 +15,7 @@ impl Ui {
     /// A bar counting `unit` up to `len`.
     pub fn bar(&self, len: u64, message: &str, unit: &str) -> ProgressBar {
         let bar = ProgressBar::with_draw_target(Some(len), self.target());
-        let template =
-            format!("{{msg:>12}} [{{bar:32}}] {{human_pos}}/{{human_len}} {unit} ({{eta}} left)");
+        let template = format!("{{msg:>12}} [{{bar:32}}] {{human_pos}}/{{human_len}} {unit} ({{eta}} left)");
         bar.set_style(
             ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -43,10 +42,6 @@ impl Ui {
     }
 
     fn target(&self) -> ProgressDrawTarget {
-        if self.quiet {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        }
+        if self.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() }
     }
 }

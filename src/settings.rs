@@ -39,18 +39,12 @@ pub const KEYS: &[Key] = &[
         name: "patterns.upgrade.min_merchant_txns",
         help: "UPGRADE: a merchant needs more transactions than this",
     },
-    Key {
-        name: "patterns.upgrade.top_pct",
-        help: "UPGRADE: top share of customers by count, in percent",
-    },
+    Key { name: "patterns.upgrade.top_pct", help: "UPGRADE: top share of customers by count, in percent" },
     Key {
         name: "patterns.upgrade.bottom_pct",
         help: "UPGRADE: bottom share of weighted customers by mean weight, in percent",
     },
-    Key {
-        name: "patterns.child.min_txns",
-        help: "CHILD: a pair needs more transactions than this",
-    },
+    Key { name: "patterns.child.min_txns", help: "CHILD: a pair needs more transactions than this" },
     Key {
         name: "patterns.child.max_avg_amount",
         help: "CHILD: the average amount must be strictly below this",
@@ -59,10 +53,7 @@ pub const KEYS: &[Key] = &[
         name: "patterns.dei.min_female_customers",
         help: "DEI-NEEDED: a merchant needs more female customers than this",
     },
-    Key {
-        name: "upload.chunk_rows",
-        help: "rows per chunk when a source is cut into chunks",
-    },
+    Key { name: "upload.chunk_rows", help: "rows per chunk when a source is cut into chunks" },
 ];
 
 /// The environment variable of a setting: `patterns.child.min_txns` is `TXP_PATTERNS_CHILD_MIN_TXNS`.
@@ -191,11 +182,8 @@ impl<'de> Deserialize<'de> for DecimalText {
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecimalText, E> {
                 // Rust prints the shortest text that reads back as the same float: 2.5 is "2.5".
                 let text = format!("{v}");
-                let digits = text
-                    .trim_start_matches(['-', '0', '.'])
-                    .chars()
-                    .filter(char::is_ascii_digit)
-                    .count();
+                let digits =
+                    text.trim_start_matches(['-', '0', '.']).chars().filter(char::is_ascii_digit).count();
                 if digits > FLOAT_DIGITS {
                     return Err(E::custom(format!(
                         "{text} has more digits than a TOML float holds exactly: write it as a string, e.g. \"{text}\""
@@ -227,9 +215,7 @@ fn insert(dict: &mut Dict, key: &str, value: Value) {
             dict.insert(key.to_owned(), value);
         }
         Some((head, rest)) => {
-            let entry = dict
-                .entry(head.to_owned())
-                .or_insert_with(|| Value::from(Dict::new()));
+            let entry = dict.entry(head.to_owned()).or_insert_with(|| Value::from(Dict::new()));
             if entry.as_dict().is_none() {
                 *entry = Value::from(Dict::new());
             }
@@ -253,10 +239,8 @@ fn flag_value(text: &str) -> Value {
 
 fn known(key: &str) -> Result<&'static Key, Error> {
     KEYS.iter().find(|k| k.name == key).ok_or_else(|| {
-        Error::usage(format!("unknown setting `{key}`")).hint(format!(
-            "settings are: {}",
-            KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
-        ))
+        Error::usage(format!("unknown setting `{key}`"))
+            .hint(format!("settings are: {}", KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")))
     })
 }
 
@@ -265,11 +249,8 @@ impl Settings {
     pub fn load(overrides: &Overrides) -> Result<Self, Error> {
         let file = match &overrides.config {
             Some(path) if !path.is_file() => {
-                return Err(Error::usage(format!(
-                    "settings file {} does not exist",
-                    path.display()
-                ))
-                .hint("check the path given to --config"));
+                return Err(Error::usage(format!("settings file {} does not exist", path.display()))
+                    .hint("check the path given to --config"));
             }
             Some(path) => Some(path.clone()),
             None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
@@ -282,9 +263,7 @@ impl Settings {
                     if var == PRESET_ALIAS {
                         return Some("patterns.preset".into());
                     }
-                    KEYS.iter()
-                        .find(|key| env_var(key.name) == var)
-                        .map(|key| key.name.into())
+                    KEYS.iter().find(|key| env_var(key.name) == var).map(|key| key.name.into())
                 })
                 .lowercase(false),
         );
@@ -312,12 +291,8 @@ impl Settings {
         if let Some(layer) = &file_layer {
             figment = figment.merge(layer.clone());
         }
-        figment = figment
-            .merge(env_layer.clone())
-            .merge(Serialized::defaults(flags));
-        let raw: RawSettings = figment
-            .extract()
-            .map_err(|e| settings_error(&e, file.as_deref()))?;
+        figment = figment.merge(env_layer.clone()).merge(Serialized::defaults(flags));
+        let raw: RawSettings = figment.extract().map_err(|e| settings_error(&e, file.as_deref()))?;
 
         let origin = |key: &str| -> Option<Origin> {
             if let Some((_, flag)) = flag_names.iter().rev().find(|(k, _)| *k == key) {
@@ -332,9 +307,7 @@ impl Settings {
                 return Some(Origin::Env(var));
             }
             match (&file_layer, &file) {
-                (Some(layer), Some(path)) if layer.contains(key) => {
-                    Some(Origin::File(path.clone()))
-                }
+                (Some(layer), Some(path)) if layer.contains(key) => Some(Origin::File(path.clone())),
                 _ => None,
             }
         };
@@ -343,22 +316,14 @@ impl Settings {
 
     fn validate(raw: RawSettings, origin: impl Fn(&str) -> Option<Origin>) -> Result<Self, Error> {
         let invalid = |key: &str, message: String| {
-            Error::usage(format!("setting {key}: {message}")).hint(format!(
-                "set it in {DEFAULT_FILE}, with {} or with --set {key}=VALUE",
-                env_var(key)
-            ))
+            Error::usage(format!("setting {key}: {message}"))
+                .hint(format!("set it in {DEFAULT_FILE}, with {} or with --set {key}=VALUE", env_var(key)))
         };
-        let preset: Preset = raw
-            .patterns
-            .preset
-            .parse()
-            .map_err(|e| invalid("patterns.preset", e))?;
+        let preset: Preset = raw.patterns.preset.parse().map_err(|e| invalid("patterns.preset", e))?;
         let base = preset.thresholds();
         let percent = |key: &str, value: Option<DecimalText>, default: Percent| match value {
             None => Ok(default),
-            Some(DecimalText(text)) => text
-                .parse::<Percent>()
-                .map_err(|e| invalid(key, e.to_string())),
+            Some(DecimalText(text)) => text.parse::<Percent>().map_err(|e| invalid(key, e.to_string())),
         };
         let thresholds = Thresholds {
             upgrade_min_merchant_txns: raw
@@ -394,38 +359,19 @@ impl Settings {
 
         let values: [(&str, String); 8] = [
             ("patterns.preset", format!("\"{preset}\"")),
-            (
-                "patterns.upgrade.min_merchant_txns",
-                thresholds.upgrade_min_merchant_txns.to_string(),
-            ),
-            (
-                "patterns.upgrade.top_pct",
-                thresholds.upgrade_top_pct.to_string(),
-            ),
-            (
-                "patterns.upgrade.bottom_pct",
-                thresholds.upgrade_bottom_pct.to_string(),
-            ),
-            (
-                "patterns.child.min_txns",
-                thresholds.child_min_txns.to_string(),
-            ),
-            (
-                "patterns.child.max_avg_amount",
-                thresholds.child_max_avg_amount.to_string(),
-            ),
-            (
-                "patterns.dei.min_female_customers",
-                thresholds.dei_min_female_customers.to_string(),
-            ),
+            ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
+            ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
+            ("patterns.upgrade.bottom_pct", thresholds.upgrade_bottom_pct.to_string()),
+            ("patterns.child.min_txns", thresholds.child_min_txns.to_string()),
+            ("patterns.child.max_avg_amount", thresholds.child_max_avg_amount.to_string()),
+            ("patterns.dei.min_female_customers", thresholds.dei_min_female_customers.to_string()),
             ("upload.chunk_rows", chunk_rows.to_string()),
         ];
         let shown = KEYS
             .iter()
             .zip(values)
             .map(|(key, (_, value))| {
-                let fallback = if key.name.starts_with("patterns.") && key.name != "patterns.preset"
-                {
+                let fallback = if key.name.starts_with("patterns.") && key.name != "patterns.preset" {
                     Origin::Preset(preset)
                 } else {
                     Origin::Default
@@ -433,12 +379,7 @@ impl Settings {
                 (key.name, value, origin(key.name).unwrap_or(fallback))
             })
             .collect();
-        Ok(Self {
-            preset,
-            thresholds,
-            chunk_rows,
-            shown,
-        })
+        Ok(Self { preset, thresholds, chunk_rows, shown })
     }
 }
 
@@ -453,8 +394,14 @@ fn settings_error(error: &figment::Error, file: Option<&Path>) -> Error {
         message.push_str(&format!(" (from {source})"));
     }
     let hint = match file {
-        Some(path) => format!("check {} and the TXP_* environment variables; `txp config show` lists every setting", path.display()),
-        None => "check the TXP_* environment variables and --set flags; `txp config show` lists every setting".to_owned(),
+        Some(path) => format!(
+            "check {} and the TXP_* environment variables; `txp config show` lists every setting",
+            path.display()
+        ),
+        None => {
+            "check the TXP_* environment variables and --set flags; `txp config show` lists every setting"
+                .to_owned()
+        }
     };
     Error::usage(message).hint(hint)
 }
@@ -488,24 +435,15 @@ mod tests {
 
     #[test]
     fn env_names_follow_the_dotted_key() {
-        assert_eq!(
-            env_var("patterns.child.min_txns"),
-            "TXP_PATTERNS_CHILD_MIN_TXNS"
-        );
+        assert_eq!(env_var("patterns.child.min_txns"), "TXP_PATTERNS_CHILD_MIN_TXNS");
         assert_eq!(env_var("upload.chunk_rows"), "TXP_UPLOAD_CHUNK_ROWS");
     }
 
     #[test]
     fn masks_url_passwords_only() {
-        assert_eq!(
-            mask_secrets("postgres://u:secret@h:5432/db"),
-            "postgres://u:****@h:5432/db"
-        );
+        assert_eq!(mask_secrets("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
         assert_eq!(mask_secrets("amqp://guest@h/"), "amqp://guest@h/");
-        assert_eq!(
-            mask_secrets("a amqp://x:y@h b s3://k:v@b/p"),
-            "a amqp://x:****@h b s3://k:****@b/p"
-        );
+        assert_eq!(mask_secrets("a amqp://x:y@h b s3://k:v@b/p"), "a amqp://x:****@h b s3://k:****@b/p");
         assert_eq!(mask_secrets("plain"), "plain");
     }
 

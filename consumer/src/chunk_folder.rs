@@ -54,10 +54,7 @@ pub fn read_parts(chunk: &ChunkEntry) -> io::Result<Vec<(String, Vec<u8>)>> {
         .filter(|name| is_part_file(name))
         .collect();
     names.sort();
-    names
-        .into_iter()
-        .map(|name| fs::read(chunk.path.join(&name)).map(|bytes| (name, bytes)))
-        .collect()
+    names.into_iter().map(|name| fs::read(chunk.path.join(&name)).map(|bytes| (name, bytes))).collect()
 }
 
 #[cfg(test)]
@@ -83,18 +80,12 @@ mod tests {
             }
         }
         let listing = list_chunks(dir.path()).unwrap();
-        assert_eq!(
-            listing.complete.iter().map(|c| c.index).collect::<Vec<_>>(),
-            vec![9, 10]
-        );
+        assert_eq!(listing.complete.iter().map(|c| c.index).collect::<Vec<_>>(), vec![9, 10]);
         assert_eq!(listing.incomplete, vec![dir.path().join("chunk_2.csv")]);
         let parts = read_parts(&listing.complete[0]).unwrap();
         assert_eq!(
             parts,
-            vec![
-                ("part-00000.csv".into(), b"a".to_vec()),
-                ("part-00001.csv".into(), b"b".to_vec())
-            ]
+            vec![("part-00000.csv".into(), b"a".to_vec()), ("part-00001.csv".into(), b"b".to_vec())]
         );
     }
 }

@@ -2,12 +2,10 @@
 //! rows, the exact sum of their amounts and the genders seen; plus every rejected row, for the
 //! quarantine. This is what a consumer commits, and what the incremental engine folds.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 
-use crate::contract::{
-    ContractError, Gender, OnWrongHeader, Rejection, Transaction, read_transactions,
-};
+use crate::FastMap;
+use crate::contract::{ContractError, Gender, OnWrongHeader, Rejection, Transaction, read_transactions};
 
 /// The set of genders seen on a pair's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -103,18 +101,13 @@ pub struct ChunkAggregator {
     index: u64,
     valid_rows: u64,
     // Two levels so that a row is looked up by borrowed `&str`s, allocating only new pairs.
-    pairs: HashMap<Box<str>, HashMap<Box<str>, Figures>>,
+    pairs: FastMap<Box<str>, FastMap<Box<str>, Figures>>,
     rejected: Vec<QuarantinedRow>,
 }
 
 impl ChunkAggregator {
     pub fn new(index: u64) -> Self {
-        Self {
-            index,
-            valid_rows: 0,
-            pairs: HashMap::new(),
-            rejected: Vec::new(),
-        }
+        Self { index, valid_rows: 0, pairs: FastMap::default(), rejected: Vec::new() }
     }
 
     /// Reads one part file. A wrong header rejects every line of the part (the stream goes on);
@@ -122,10 +115,7 @@ impl ChunkAggregator {
     pub fn add_part<R: BufRead>(&mut self, part: &str, reader: R) -> Result<(), ContractError> {
         read_transactions(reader, OnWrongHeader::RejectAll, |row| match row {
             Ok(transaction) => self.add_row(&transaction),
-            Err(rejection) => self.rejected.push(QuarantinedRow {
-                part: part.to_owned(),
-                rejection,
-            }),
+            Err(rejection) => self.rejected.push(QuarantinedRow { part: part.to_owned(), rejection }),
         })
     }
 
@@ -152,23 +142,16 @@ impl ChunkAggregator {
             .pairs
             .into_iter()
             .flat_map(|(merchant, customers)| {
-                customers
-                    .into_iter()
-                    .map(move |(customer, f)| PairAggregate {
-                        merchant: merchant.to_string(),
-                        customer: customer.into_string(),
-                        count: f.count,
-                        amount_micros: f.amount_micros,
-                        genders: f.genders,
-                    })
+                customers.into_iter().map(move |(customer, f)| PairAggregate {
+                    merchant: merchant.to_string(),
+                    customer: customer.into_string(),
+                    count: f.count,
+                    amount_micros: f.amount_micros,
+                    genders: f.genders,
+                })
             })
             .collect();
         pairs.sort_unstable();
-        ChunkAggregate {
-            index: self.index,
-            valid_rows: self.valid_rows,
-            pairs,
-            rejected: self.rejected,
-        }
+        ChunkAggregate { index: self.index, valid_rows: self.valid_rows, pairs, rejected: self.rejected }
     }
 }

@@ -50,11 +50,12 @@ pub enum Gender {
 
 impl Gender {
     fn parse(text: &str) -> Option<Self> {
-        match text {
-            "F" => Some(Self::F),
-            "M" => Some(Self::M),
-            "E" => Some(Self::E),
-            "U" => Some(Self::U),
+        // Matched on bytes: comparing one-byte strings would call memcmp.
+        match text.as_bytes() {
+            [b'F'] => Some(Self::F),
+            [b'M'] => Some(Self::M),
+            [b'E'] => Some(Self::E),
+            [b'U'] => Some(Self::U),
             _ => None,
         }
     }
@@ -117,10 +118,7 @@ impl Rejection {
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
     #[error("the first line is not the expected header `{expected}`{}", found_text(.found))]
-    Header {
-        expected: &'static str,
-        found: Option<String>,
-    },
+    Header { expected: &'static str, found: Option<String> },
     #[error("could not read the file: {0}")]
     Read(String),
 }
@@ -156,24 +154,13 @@ pub fn read_transactions<R: BufRead>(
     on_wrong_header: OnWrongHeader,
     mut on_row: impl FnMut(Result<Transaction<'_>, Rejection>),
 ) -> Result<(), ContractError> {
-    read_lines(
-        reader,
-        &TRANSACTION_COLUMNS,
-        TRANSACTIONS_HEADER,
-        on_wrong_header,
-        |line, fields, raw| {
-            let checked = match fields {
-                Some(fields) => check_transaction(line, fields),
-                None => Err((None, WRONG_HEADER_REASON.to_owned())),
-            };
-            on_row(checked.map_err(|(column, reason)| Rejection {
-                line,
-                column,
-                reason,
-                raw: raw.to_vec(),
-            }));
-        },
-    )
+    read_lines(reader, &TRANSACTION_COLUMNS, TRANSACTIONS_HEADER, on_wrong_header, |line, fields, raw| {
+        let checked = match fields {
+            Some(fields) => check_transaction(line, fields),
+            None => Err((None, WRONG_HEADER_REASON.to_owned())),
+        };
+        on_row(checked.map_err(|(column, reason)| Rejection { line, column, reason, raw: raw.to_vec() }));
+    })
 }
 
 /// Reads an importance file and hands every data row to `on_row`, valid or rejected.
@@ -181,36 +168,24 @@ pub fn read_importance<R: BufRead>(
     reader: R,
     mut on_row: impl FnMut(Result<ImportanceRow<'_>, Rejection>),
 ) -> Result<(), ContractError> {
-    read_lines(
-        reader,
-        &IMPORTANCE_COLUMNS,
-        IMPORTANCE_HEADER,
-        OnWrongHeader::Fail,
-        |line, fields, raw| {
-            let checked = match fields {
-                Some(fields) => check_importance(line, fields),
-                None => Err((
-                    None,
-                    format!("wrong file header, expected {IMPORTANCE_HEADER}"),
-                )),
-            };
-            on_row(checked.map_err(|(column, reason)| Rejection {
-                line,
-                column,
-                reason,
-                raw: raw.to_vec(),
-            }));
-        },
-    )
+    read_lines(reader, &IMPORTANCE_COLUMNS, IMPORTANCE_HEADER, OnWrongHeader::Fail, |line, fields, raw| {
+        let checked = match fields {
+            Some(fields) => check_importance(line, fields),
+            None => Err((None, format!("wrong file header, expected {IMPORTANCE_HEADER}"))),
+        };
+        on_row(checked.map_err(|(column, reason)| Rejection { line, column, reason, raw: raw.to_vec() }));
+    })
 }
 
 /// The most fields a row is split into; a longer row only needs its count to be rejected.
 const MAX_FIELDS: usize = 10;
 
-/// The unquoted fields of one line: the first [`MAX_FIELDS`] of them, and how many there are.
+/// The unquoted fields of one line: the first [`MAX_FIELDS`] of them, how many there are, and
+/// the line as text when it is valid UTF-8.
 struct Fields<'l> {
     values: [&'l [u8]; MAX_FIELDS],
     count: usize,
+    text: Option<(&'l str, &'l [u8])>,
 }
 
 impl<'l> Fields<'l> {
@@ -223,21 +198,19 @@ impl<'l> Fields<'l> {
             }
             count += 1;
         }
-        Self { values, count }
+        // One check of the whole line is much cheaper than one per field.
+        Self { values, count, text: std::str::from_utf8(line).ok().map(|text| (text, line)) }
     }
 
     fn matches(&self, columns: &[&str]) -> bool {
         self.count == columns.len()
-            && self
-                .values
-                .iter()
-                .zip(columns)
-                .all(|(value, column)| *value == column.as_bytes())
+            && self.values.iter().zip(columns).all(|(value, column)| *value == column.as_bytes())
     }
 }
 
 type Problem = (Option<&'static str>, String);
 
+/// The fields as text, or the first column that is not valid UTF-8.
 fn check_utf8<'l, const N: usize>(
     fields: &Fields<'l>,
     columns: &[&'static str; N],
@@ -246,6 +219,16 @@ fn check_utf8<'l, const N: usize>(
         return Err((None, format!("expected {N} fields, found {}", fields.count)));
     }
     let mut out = [""; N];
+    if let Some((text, line)) = fields.text {
+        // Each field is a sub-slice of the line, cut at ASCII bytes: the same range of the text
+        // is a valid `str` (and `get` checks it).
+        let base = line.as_ptr() as usize;
+        for (slot, value) in out.iter_mut().zip(&fields.values) {
+            let start = (value.as_ptr() as usize).wrapping_sub(base);
+            *slot = text.get(start..start + value.len()).unwrap_or_default();
+        }
+        return Ok(out);
+    }
     for (i, (slot, value)) in out.iter_mut().zip(&fields.values).enumerate() {
         *slot = std::str::from_utf8(value)
             .map_err(|_| (columns.get(i).copied(), "not valid UTF-8".to_owned()))?;
@@ -254,37 +237,21 @@ fn check_utf8<'l, const N: usize>(
 }
 
 fn check_transaction<'l>(line: u64, fields: &Fields<'l>) -> Result<Transaction<'l>, Problem> {
-    let [
-        step,
-        customer,
-        age,
-        gender,
-        zipcode_ori,
-        merchant,
-        zip_merchant,
-        category,
-        amount,
-        fraud,
-    ] = check_utf8(fields, &TRANSACTION_COLUMNS)?;
+    let [step, customer, age, gender, zipcode_ori, merchant, zip_merchant, category, amount, fraud] =
+        check_utf8(fields, &TRANSACTION_COLUMNS)?;
     let step_value = if (1..=18).contains(&step.len()) && step.bytes().all(|b| b.is_ascii_digit()) {
         step.parse::<u64>().ok()
     } else {
         None
     };
     let Some(step_value) = step_value else {
-        return Err((
-            Some("step"),
-            format!("not a non-negative integer of at most 18 digits: '{step}'"),
-        ));
+        return Err((Some("step"), format!("not a non-negative integer of at most 18 digits: '{step}'")));
     };
     if customer.is_empty() {
         return Err((Some("customer"), "empty".to_owned()));
     }
-    if !AGES.contains(&age) {
-        return Err((
-            Some("age"),
-            format!("not one of 0, 1, 2, 3, 4, 5, 6, U: '{age}'"),
-        ));
+    if !matches!(age.as_bytes(), [b'0'..=b'6' | b'U']) {
+        return Err((Some("age"), format!("not one of 0, 1, 2, 3, 4, 5, 6, U: '{age}'")));
     }
     let Some(gender_value) = Gender::parse(gender) else {
         return Err((Some("gender"), format!("not one of F, M, E, U: '{gender}'")));
@@ -327,18 +294,10 @@ fn check_importance<'l>(line: u64, fields: &Fields<'l>) -> Result<ImportanceRow<
     let Some(weight_micros) = crate::decimal::parse_signed_micros(weight.as_bytes()) else {
         return Err((
             Some("Weight"),
-            format!(
-                "not a decimal with at most 15 digits before the point and 6 after: '{weight}'"
-            ),
+            format!("not a decimal with at most 15 digits before the point and 6 after: '{weight}'"),
         ));
     };
-    Ok(ImportanceRow {
-        line,
-        customer: source,
-        merchant: target,
-        weight,
-        weight_micros,
-    })
+    Ok(ImportanceRow { line, customer: source, merchant: target, weight, weight_micros })
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -373,9 +332,7 @@ fn read_lines<R: BufRead>(
     let mut header_ok: Option<bool> = None;
     loop {
         buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|e| ContractError::Read(e.to_string()))?;
+        let read = reader.read_until(b'\n', &mut buffer).map_err(|e| ContractError::Read(e.to_string()))?;
         if read == 0 {
             break;
         }
@@ -404,10 +361,7 @@ fn read_lines<R: BufRead>(
         }
     }
     if header_ok.is_none() && on_wrong_header == OnWrongHeader::Fail {
-        return Err(ContractError::Header {
-            expected: header,
-            found: None,
-        });
+        return Err(ContractError::Header { expected: header, found: None });
     }
     Ok(())
 }

@@ -76,10 +76,7 @@ mod tests {
         assert_eq!(parse_unsigned_micros(b"0"), Some(0));
         assert_eq!(parse_unsigned_micros(b"26.9"), Some(26_900_000));
         assert_eq!(parse_unsigned_micros(b"007.000001"), Some(7_000_001));
-        assert_eq!(
-            parse_unsigned_micros(b"999999999999999.999999"),
-            Some(999_999_999_999_999_999_999)
-        );
+        assert_eq!(parse_unsigned_micros(b"999999999999999.999999"), Some(999_999_999_999_999_999_999));
         assert_eq!(parse_signed_micros(b"-1.5"), Some(-1_500_000));
         assert_eq!(parse_signed_micros(b"-0"), Some(0));
     }
@@ -100,12 +97,7 @@ mod tests {
             b" 1",
             b"1.2.3",
         ] {
-            assert_eq!(
-                parse_unsigned_micros(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(parse_unsigned_micros(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(parse_signed_micros(b"--1"), None);
         assert_eq!(parse_signed_micros(b"-"), None);

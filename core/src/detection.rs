@@ -73,11 +73,7 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// The spreadsheet-safe form of a name: a leading `'` when it starts like a formula.
 pub fn excel_safe(value: &str) -> Cow<'_, str> {
-    if value.starts_with(FORMULA_STARTS) {
-        Cow::Owned(format!("'{value}"))
-    } else {
-        Cow::Borrowed(value)
-    }
+    if value.starts_with(FORMULA_STARTS) { Cow::Owned(format!("'{value}")) } else { Cow::Borrowed(value) }
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@
 //! Means are compared by cross-multiplication; amounts are integer micro-units; no float is used.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use crate::FastMap;
 use crate::aggregate::{ChunkAggregate, Genders, PairAggregate};
 use crate::contract::Gender;
 use crate::detection::{Detection, Pattern};
@@ -28,19 +29,14 @@ use crate::thresholds::Thresholds;
 /// Why a chunk could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "chunk {got} arrived after chunk {last}: chunks must be applied in ascending index order"
-    )]
+    #[error("chunk {got} arrived after chunk {last}: chunks must be applied in ascending index order")]
     OutOfOrder { last: u64, got: u64 },
 }
 
 /// Compares two means `a.sum / a.count` and `b.sum / b.count` exactly.
 pub fn compare_means(a: WeightSum, b: WeightSum) -> Ordering {
     let (a_count, b_count) = (i128::from(a.count.max(1)), i128::from(b.count.max(1)));
-    match (
-        a.sum_micros.checked_mul(b_count),
-        b.sum_micros.checked_mul(a_count),
-    ) {
+    match (a.sum_micros.checked_mul(b_count), b.sum_micros.checked_mul(a_count)) {
         (Some(left), Some(right)) => left.cmp(&right),
         // Beyond i128: compare the integer parts, then the remainders, without overflow.
         _ => compare_fractions(a.sum_micros, a_count, b.sum_micros, b_count),
@@ -79,7 +75,7 @@ struct Pair {
 #[derive(Debug)]
 struct WeightIndex {
     customers: Vec<Box<str>>,
-    rank: HashMap<Box<str>, usize>,
+    rank: FastMap<Box<str>, usize>,
     /// For each rank, the last rank with an equal mean: ties at the cut-off all qualify.
     tie_end: Vec<usize>,
     /// Ranks (1-based positions) of weighted customers with `n(c,m) >= 1`.
@@ -89,24 +85,18 @@ struct WeightIndex {
 }
 
 impl WeightIndex {
-    fn new(weights: Option<&HashMap<Box<str>, WeightSum>>) -> Self {
-        let mut ranked: Vec<(&Box<str>, WeightSum)> = weights
-            .map(|w| w.iter().map(|(c, s)| (c, *s)).collect())
-            .unwrap_or_default();
+    fn new(weights: Option<&FastMap<Box<str>, WeightSum>>) -> Self {
+        let mut ranked: Vec<(&Box<str>, WeightSum)> =
+            weights.map(|w| w.iter().map(|(c, s)| (c, *s)).collect()).unwrap_or_default();
         ranked.sort_by(|a, b| compare_means(a.1, b.1).then_with(|| a.0.cmp(b.0)));
         let mut tie_end = vec![0; ranked.len()];
         for i in (0..ranked.len()).rev() {
-            let same_as_next = ranked
-                .get(i + 1)
-                .is_some_and(|next| compare_means(ranked[i].1, next.1).is_eq());
+            let same_as_next =
+                ranked.get(i + 1).is_some_and(|next| compare_means(ranked[i].1, next.1).is_eq());
             tie_end[i] = if same_as_next { tie_end[i + 1] } else { i };
         }
         let customers: Vec<Box<str>> = ranked.iter().map(|(c, _)| (*c).clone()).collect();
-        let rank = customers
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i))
-            .collect();
+        let rank = customers.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
         Self {
             present: Fenwick::new(customers.len()),
             candidates: MaxTree::new(customers.len()),
@@ -120,7 +110,7 @@ impl WeightIndex {
 #[derive(Debug)]
 struct Merchant {
     transactions: u64,
-    customers: HashMap<Box<str>, Pair>,
+    customers: FastMap<Box<str>, Pair>,
     /// The multiset `{ n(c,m) }`, by value.
     counts: Fenwick,
     female_customers: u64,
@@ -134,7 +124,7 @@ struct Merchant {
 pub struct Engine {
     thresholds: Thresholds,
     importance: ImportanceTable,
-    merchants: HashMap<Box<str>, Merchant>,
+    merchants: FastMap<Box<str>, Merchant>,
     last_chunk: Option<u64>,
     detections: u64,
 }
@@ -142,13 +132,7 @@ pub struct Engine {
 impl Engine {
     /// An engine with no chunk applied yet.
     pub fn new(thresholds: Thresholds, importance: ImportanceTable) -> Self {
-        Self {
-            thresholds,
-            importance,
-            merchants: HashMap::new(),
-            last_chunk: None,
-            detections: 0,
-        }
+        Self { thresholds, importance, merchants: FastMap::default(), last_chunk: None, detections: 0 }
     }
 
     /// The thresholds in force.
@@ -171,10 +155,7 @@ impl Engine {
         if let Some(last) = self.last_chunk
             && chunk.index <= last
         {
-            return Err(EngineError::OutOfOrder {
-                last,
-                got: chunk.index,
-            });
+            return Err(EngineError::OutOfOrder { last, got: chunk.index });
         }
         self.last_chunk = Some(chunk.index);
         let mut found = Vec::new();
@@ -198,10 +179,7 @@ impl Engine {
 
     /// Applies several chunks in order, as a detector folding a batch does; the result is the
     /// same as applying them one by one.
-    pub fn apply_batch(
-        &mut self,
-        chunks: &[ChunkAggregate],
-    ) -> Result<Vec<Detection>, EngineError> {
+    pub fn apply_batch(&mut self, chunks: &[ChunkAggregate]) -> Result<Vec<Detection>, EngineError> {
         let mut found = Vec::new();
         for chunk in chunks {
             found.extend(self.apply(chunk)?);
@@ -212,18 +190,15 @@ impl Engine {
     fn apply_pair(&mut self, chunk: u64, pair: &PairAggregate, found: &mut Vec<Detection>) {
         let merchant = match self.merchants.get_mut(pair.merchant.as_str()) {
             Some(merchant) => merchant,
-            None => self
-                .merchants
-                .entry(pair.merchant.as_str().into())
-                .or_insert_with(|| Merchant {
-                    transactions: 0,
-                    customers: HashMap::new(),
-                    counts: Fenwick::new(64),
-                    female_customers: 0,
-                    male_customers: 0,
-                    dei_emitted: false,
-                    weights: WeightIndex::new(self.importance.merchant(&pair.merchant)),
-                }),
+            None => self.merchants.entry(pair.merchant.as_str().into()).or_insert_with(|| Merchant {
+                transactions: 0,
+                customers: FastMap::default(),
+                counts: Fenwick::new(64),
+                female_customers: 0,
+                male_customers: 0,
+                dei_emitted: false,
+                weights: WeightIndex::new(self.importance.merchant(&pair.merchant)),
+            }),
         };
         let state = match merchant.customers.get_mut(pair.customer.as_str()) {
             Some(state) => state,
@@ -235,10 +210,7 @@ impl Engine {
                 merchant
                     .customers
                     .entry(pair.customer.as_str().into())
-                    .or_insert(Pair {
-                        weight_rank,
-                        ..Pair::default()
-                    })
+                    .or_insert(Pair { weight_rank, ..Pair::default() })
             }
         };
         if state.count > 0 {
@@ -248,10 +220,9 @@ impl Engine {
         state.amount_micros = state.amount_micros.saturating_add(pair.amount_micros);
         merchant.counts.increment(to_position(state.count));
         merchant.transactions += pair.count;
-        for (gender, tally) in [
-            (Gender::F, &mut merchant.female_customers),
-            (Gender::M, &mut merchant.male_customers),
-        ] {
+        for (gender, tally) in
+            [(Gender::F, &mut merchant.female_customers), (Gender::M, &mut merchant.male_customers)]
+        {
             if pair.genders.contains(gender) && !state.genders.contains(gender) {
                 *tally += 1;
             }
@@ -285,13 +256,7 @@ fn to_position(count: u64) -> usize {
 
 impl Merchant {
     /// Evaluates DEI-NEEDED and UPGRADE after a chunk that touched this merchant.
-    fn evaluate(
-        &mut self,
-        name: &str,
-        thresholds: &Thresholds,
-        chunk: u64,
-        found: &mut Vec<Detection>,
-    ) {
+    fn evaluate(&mut self, name: &str, thresholds: &Thresholds, chunk: u64, found: &mut Vec<Detection>) {
         if !self.dei_emitted
             && self.female_customers > thresholds.dei_min_female_customers
             && self.female_customers < self.male_customers
@@ -311,9 +276,7 @@ impl Merchant {
         if weighted == 0 {
             return;
         }
-        let k = thresholds
-            .upgrade_top_pct
-            .rank_of(self.customers.len() as u64);
+        let k = thresholds.upgrade_top_pct.rank_of(self.customers.len() as u64);
         let count_cutoff = self.counts.kth_largest(k) as u64;
         let j = thresholds.upgrade_bottom_pct.rank_of(weighted);
         let weight_cutoff_rank = self.weights.present.kth_smallest(j) - 1;
@@ -345,17 +308,11 @@ mod tests {
     #[test]
     fn means_compare_exactly() {
         assert_eq!(compare_means(ws(1, 3), ws(2, 6)), Ordering::Equal);
-        assert_eq!(
-            compare_means(ws(1, 3), ws(333_333, 1_000_000)),
-            Ordering::Greater
-        );
+        assert_eq!(compare_means(ws(1, 3), ws(333_333, 1_000_000)), Ordering::Greater);
         assert_eq!(compare_means(ws(-5, 2), ws(-2, 1)), Ordering::Less);
         let huge = i128::MAX / 3;
         assert_eq!(compare_means(ws(huge, 7), ws(huge, 8)), Ordering::Greater);
         assert_eq!(compare_means(ws(-huge, 7), ws(-huge, 8)), Ordering::Less);
-        assert_eq!(
-            compare_means(ws(huge, u64::MAX), ws(huge, u64::MAX)),
-            Ordering::Equal
-        );
+        assert_eq!(compare_means(ws(huge, u64::MAX), ws(huge, u64::MAX)), Ordering::Equal);
     }
 }

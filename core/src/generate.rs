@@ -64,11 +64,7 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     /// The published size with seed 0 and amounts as weights.
     fn default() -> Self {
-        Self {
-            rows: DEFAULT_ROWS,
-            seed: 0,
-            weights: WeightMode::Amount,
-        }
+        Self { rows: DEFAULT_ROWS, seed: 0, weights: WeightMode::Amount }
     }
 }
 
@@ -125,81 +121,21 @@ const LEISURE: usize = 14;
 /// Category means and fraud shares from the published BankSim statistics; the fraud shares
 /// reproduce its 7,200 fraudulent rows.
 const CATEGORIES: [Category; 15] = [
-    Category {
-        name: "es_transportation",
-        mean: 26.96,
-        fraud_share: 0.0,
-    },
-    Category {
-        name: "es_food",
-        mean: 37.07,
-        fraud_share: 0.0,
-    },
-    Category {
-        name: "es_health",
-        mean: 135.62,
-        fraud_share: 1696.0 / 16133.0,
-    },
-    Category {
-        name: "es_wellnessandbeauty",
-        mean: 65.51,
-        fraud_share: 718.0 / 15086.0,
-    },
-    Category {
-        name: "es_fashion",
-        mean: 65.67,
-        fraud_share: 116.0 / 6454.0,
-    },
-    Category {
-        name: "es_barsandrestaurants",
-        mean: 43.46,
-        fraud_share: 120.0 / 6373.0,
-    },
-    Category {
-        name: "es_hyper",
-        mean: 45.97,
-        fraud_share: 280.0 / 6098.0,
-    },
-    Category {
-        name: "es_sportsandtoys",
-        mean: 215.72,
-        fraud_share: 1982.0 / 4002.0,
-    },
-    Category {
-        name: "es_tech",
-        mean: 120.95,
-        fraud_share: 158.0 / 2370.0,
-    },
-    Category {
-        name: "es_home",
-        mean: 165.67,
-        fraud_share: 302.0 / 1986.0,
-    },
-    Category {
-        name: "es_hotelservices",
-        mean: 205.61,
-        fraud_share: 548.0 / 1744.0,
-    },
-    Category {
-        name: "es_otherservices",
-        mean: 135.88,
-        fraud_share: 228.0 / 912.0,
-    },
-    Category {
-        name: "es_contents",
-        mean: 44.55,
-        fraud_share: 0.0,
-    },
-    Category {
-        name: "es_travel",
-        mean: 2250.41,
-        fraud_share: 578.0 / 728.0,
-    },
-    Category {
-        name: "es_leisure",
-        mean: 288.91,
-        fraud_share: 474.0 / 499.0,
-    },
+    Category { name: "es_transportation", mean: 26.96, fraud_share: 0.0 },
+    Category { name: "es_food", mean: 37.07, fraud_share: 0.0 },
+    Category { name: "es_health", mean: 135.62, fraud_share: 1696.0 / 16133.0 },
+    Category { name: "es_wellnessandbeauty", mean: 65.51, fraud_share: 718.0 / 15086.0 },
+    Category { name: "es_fashion", mean: 65.67, fraud_share: 116.0 / 6454.0 },
+    Category { name: "es_barsandrestaurants", mean: 43.46, fraud_share: 120.0 / 6373.0 },
+    Category { name: "es_hyper", mean: 45.97, fraud_share: 280.0 / 6098.0 },
+    Category { name: "es_sportsandtoys", mean: 215.72, fraud_share: 1982.0 / 4002.0 },
+    Category { name: "es_tech", mean: 120.95, fraud_share: 158.0 / 2370.0 },
+    Category { name: "es_home", mean: 165.67, fraud_share: 302.0 / 1986.0 },
+    Category { name: "es_hotelservices", mean: 205.61, fraud_share: 548.0 / 1744.0 },
+    Category { name: "es_otherservices", mean: 135.88, fraud_share: 228.0 / 912.0 },
+    Category { name: "es_contents", mean: 44.55, fraud_share: 0.0 },
+    Category { name: "es_travel", mean: 2250.41, fraud_share: 578.0 / 728.0 },
+    Category { name: "es_leisure", mean: 288.91, fraud_share: 474.0 / 499.0 },
 ];
 
 /// A merchant: id, category, rows at the default size and the female share of its clientele
@@ -213,18 +149,8 @@ struct Merchant {
 }
 
 /// Shorthand for the merchant table.
-const fn merchant(
-    id: &'static str,
-    category: usize,
-    full_rows: u32,
-    female_share: Option<f64>,
-) -> Merchant {
-    Merchant {
-        id,
-        category,
-        full_rows,
-        female_share,
-    }
+const fn merchant(id: &'static str, category: usize, full_rows: u32, female_share: Option<f64>) -> Merchant {
+    Merchant { id, category, full_rows, female_share }
 }
 
 /// The two transportation ids are the real BankSim ones; the others are illustrative. Row counts
@@ -343,10 +269,7 @@ pub fn generate<T: Write, I: Write>(
         return Err(GenerateError::NoRows);
     }
     let rows = usize::try_from(options.rows).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::OutOfMemory,
-            "too many rows for this machine",
-        )
+        std::io::Error::new(std::io::ErrorKind::OutOfMemory, "too many rows for this machine")
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let population = Population::draw(&mut rng, customer_count(rows));
@@ -363,11 +286,7 @@ pub fn generate<T: Write, I: Write>(
         WeightMode::Independent => Some(draw_cents(&mut rng, &table.rows, &population)),
     };
 
-    let output = Output {
-        rows: &table.rows,
-        cents: &cents,
-        weights: weights.as_deref(),
-    };
+    let output = Output { rows: &table.rows, cents: &cents, weights: weights.as_deref() };
     output.write(&mut transactions, &mut importance, &population, progress)?;
     transactions.flush()?;
     importance.flush()?;
@@ -401,20 +320,14 @@ fn floor_count(x: f64) -> usize {
 }
 
 /// A count as an f64, as the Python does implicitly.
-#[allow(
-    clippy::cast_precision_loss,
-    reason = "counts here are far below 2^53, so exact"
-)]
+#[allow(clippy::cast_precision_loss, reason = "counts here are far below 2^53, so exact")]
 fn real(n: usize) -> f64 {
     n as f64
 }
 
 /// Customers for a run: 4,112 at full size, scaled with the square root of the rows, at least 20.
 fn customer_count(rows: usize) -> usize {
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "same float steps as the original"
-    )]
+    #[allow(clippy::cast_precision_loss, reason = "same float steps as the original")]
     let full = DEFAULT_ROWS as f64;
     let scaled = round_count(real(FULL_CUSTOMERS) * (real(rows) / full).sqrt());
     scaled.clamp(MIN_CUSTOMERS, FULL_CUSTOMERS)
@@ -454,11 +367,7 @@ fn apportion(total: usize, weights: &[f64]) -> Vec<usize> {
     let quotas: Vec<f64> = weights.iter().map(|w| real(total) * w / sum).collect();
     let mut counts: Vec<usize> = quotas.iter().map(|&q| floor_count(q)).collect();
     let short = total.saturating_sub(counts.iter().sum());
-    let remainders: Vec<f64> = quotas
-        .iter()
-        .zip(&counts)
-        .map(|(q, &c)| q - real(c))
-        .collect();
+    let remainders: Vec<f64> = quotas.iter().zip(&counts).map(|(q, &c)| q - real(c)).collect();
     let mut order: Vec<usize> = (0..weights.len()).collect();
     // A stable sort by descending remainder keeps equal remainders in index order.
     order.sort_by(|&a, &b| remainders[b].total_cmp(&remainders[a]));
@@ -483,11 +392,7 @@ fn step_counts(rows: usize) -> Vec<usize> {
     let mut previous = 0;
     for (i, v) in volume.iter().enumerate() {
         running += v;
-        let bound = if i + 1 == STEPS {
-            rows
-        } else {
-            round_count(real(rows) * running / total)
-        };
+        let bound = if i + 1 == STEPS { rows } else { round_count(real(rows) * running / total) };
         counts.push(bound.saturating_sub(previous));
         previous = bound;
     }
@@ -508,10 +413,7 @@ impl UnitGamma {
     /// The constants of the method for `shape` (which must be at least 1).
     fn new(shape: f64) -> Self {
         let d = shape - 1.0 / 3.0;
-        Self {
-            d,
-            c: 1.0 / (9.0 * d).sqrt(),
-        }
+        Self { d, c: 1.0 / (9.0 * d).sqrt() }
     }
 
     /// One draw; at these shapes the first try is accepted well over 95% of the time.
@@ -578,24 +480,12 @@ impl Population {
             })
             .collect();
         let mean = numpy_sum(&activity) / real(size.max(1));
-        let breadth = activity
-            .iter()
-            .map(|a| (a / mean).powf(0.7) * log_normal(rng, 0.0, 0.4))
-            .collect();
+        let breadth = activity.iter().map(|a| (a / mean).powf(0.7) * log_normal(rng, 0.0, 0.4)).collect();
         let mu = -(MULTIPLIER_SIGMA * MULTIPLIER_SIGMA) / 2.0;
-        let multiplier = (0..size)
-            .map(|_| log_normal(rng, mu, MULTIPLIER_SIGMA))
-            .collect();
+        let multiplier = (0..size).map(|_| log_normal(rng, mu, MULTIPLIER_SIGMA)).collect();
 
-        let mut population = Self {
-            ids,
-            gender,
-            age,
-            activity,
-            breadth,
-            multiplier,
-            commuter: vec![false; size],
-        };
+        let mut population =
+            Self { ids, gender, age, activity, breadth, multiplier, commuter: vec![false; size] };
         population.choose_commuters(rng);
         population
     }
@@ -608,20 +498,15 @@ impl Population {
     /// Makes a few of the busiest customers commuters with small personal multipliers.
     fn choose_commuters<R: Rng + ?Sized>(&mut self, rng: &mut R) {
         let size = self.size();
-        let commuters = MIN_COMMUTERS
-            .max(round_count(COMMUTER_SHARE * real(size)))
-            .min(size);
-        let pool = commuters
-            .max(round_count(COMMUTER_POOL * real(size)))
-            .min(size);
+        let commuters = MIN_COMMUTERS.max(round_count(COMMUTER_SHARE * real(size))).min(size);
+        let pool = commuters.max(round_count(COMMUTER_POOL * real(size))).min(size);
         let mut busiest: Vec<usize> = (0..size).collect();
         busiest.sort_by(|&a, &b| self.activity[b].total_cmp(&self.activity[a]));
         busiest.truncate(pool);
         let (chosen, _) = busiest.partial_shuffle(rng, commuters);
         for &c in chosen.iter() {
             self.commuter[c] = true;
-            self.multiplier[c] =
-                rng.random_range(COMMUTER_MULTIPLIER_LOW..COMMUTER_MULTIPLIER_HIGH);
+            self.multiplier[c] = rng.random_range(COMMUTER_MULTIPLIER_LOW..COMMUTER_MULTIPLIER_HIGH);
         }
     }
 }
@@ -683,20 +568,11 @@ fn assign_rows<R: Rng + ?Sized>(rng: &mut R, population: &Population, rows: usiz
     let fraud_rows = fraud_counts(&merchant_rows);
 
     let size = population.size();
-    let (female, other): (Vec<usize>, Vec<usize>) =
-        (0..size).partition(|&c| population.gender[c] == FEMALE);
+    let (female, other): (Vec<usize>, Vec<usize>) = (0..size).partition(|&c| population.gender[c] == FEMALE);
     let female_share = real(female.len()) / real(size);
-    let pools = Pools {
-        female: &female,
-        other: &other,
-        female_share,
-    };
+    let pools = Pools { female: &female, other: &other, female_share };
 
-    let mut table = Table {
-        rows: Vec::with_capacity(rows),
-        pairs: 0,
-        merchants: 0,
-    };
+    let mut table = Table { rows: Vec::with_capacity(rows), pairs: 0, merchants: 0 };
     for (index, merchant) in MERCHANTS.iter().enumerate() {
         let n = merchant_rows[index];
         if n == 0 {
@@ -706,17 +582,12 @@ fn assign_rows<R: Rng + ?Sized>(rng: &mut R, population: &Population, rows: usiz
         let weight = visit_weights(population, &pools, merchant, &clientele);
         let extra = apportion(n - clientele.len(), &weight);
         let flags = choose_flags(rng, n, fraud_rows[index]);
-        let customers = clientele
-            .iter()
-            .zip(&extra)
-            .flat_map(|(&c, &e)| std::iter::repeat_n(c, e + 1));
-        table
-            .rows
-            .extend(customers.zip(flags).map(|(customer, fraud)| Row {
-                customer,
-                merchant: index,
-                fraud,
-            }));
+        let customers = clientele.iter().zip(&extra).flat_map(|(&c, &e)| std::iter::repeat_n(c, e + 1));
+        table.rows.extend(customers.zip(flags).map(|(customer, fraud)| Row {
+            customer,
+            merchant: index,
+            fraud,
+        }));
         table.pairs += clientele.len() as u64;
         table.merchants += 1;
     }
@@ -757,16 +628,8 @@ struct Pools<'a> {
 /// Distinct customers of a merchant with `n` rows: saturating in `n`, at most the merchant's
 /// reach of the population.
 fn clientele_size(size: usize, merchant: &Merchant, n: usize) -> usize {
-    let reach = if merchant.female_share.is_some() {
-        SKEWED_REACH
-    } else {
-        1.0
-    };
-    let per_pair = if merchant.category == FOOD {
-        FOOD_ROWS_PER_PAIR
-    } else {
-        ROWS_PER_PAIR
-    };
+    let reach = if merchant.female_share.is_some() { SKEWED_REACH } else { 1.0 };
+    let per_pair = if merchant.category == FOOD { FOOD_ROWS_PER_PAIR } else { ROWS_PER_PAIR };
     let ceiling = reach * real(size);
     let k = round_count(ceiling * (1.0 - (-real(n) / (per_pair * ceiling)).exp()));
     k.min(n).max(1)
@@ -788,13 +651,7 @@ fn clientele<R: Rng + ?Sized>(
     let k_female = (k - k_other).min(pools.female.len());
     let commute = merchant.category == TRANSPORTATION;
     let mut picked = weighted_sample(rng, population, pools.female, k_female, commute);
-    picked.extend(weighted_sample(
-        rng,
-        population,
-        pools.other,
-        k_other,
-        commute,
-    ));
+    picked.extend(weighted_sample(rng, population, pools.other, k_other, commute));
     picked.sort_unstable();
     picked
 }
@@ -813,11 +670,7 @@ fn weighted_sample<R: Rng + ?Sized>(
         .iter()
         .map(|&c| {
             let u: f64 = rng.sample(Open01);
-            if commute && population.commuter[c] {
-                0.0
-            } else {
-                u.ln() / population.breadth[c]
-            }
+            if commute && population.commuter[c] { 0.0 } else { u.ln() / population.breadth[c] }
         })
         .collect();
     let mut order: Vec<usize> = (0..pool.len()).collect();
@@ -835,9 +688,7 @@ fn visit_weights(
     // Fewer women shop at a skewed merchant but they come as often as elsewhere, so row shares
     // by gender stay close to the population's.
     let fs = pools.female_share;
-    let odds = merchant
-        .female_share
-        .map(|skew| (fs / (1.0 - fs)) / (skew / (1.0 - skew)));
+    let odds = merchant.female_share.map(|skew| (fs / (1.0 - fs)) / (skew / (1.0 - skew)));
     let commute = merchant.category == TRANSPORTATION;
     clientele
         .iter()
@@ -879,22 +730,10 @@ fn category_spends() -> Vec<CategorySpend> {
         .map(|(index, c)| {
             let rate = c.fraud_share;
             let ordinary = c.mean / (1.0 - rate + rate * FRAUD_FACTOR);
-            let shape = if index == TRANSPORTATION {
-                COMMUTE_SHAPE
-            } else {
-                SPEND_SHAPE
-            };
+            let shape = if index == TRANSPORTATION { COMMUTE_SHAPE } else { SPEND_SHAPE };
             CategorySpend {
-                ordinary: Spend {
-                    gamma: UnitGamma::new(shape),
-                    shape,
-                    mean: ordinary,
-                },
-                fraud: Spend {
-                    gamma: fraud_gamma,
-                    shape: FRAUD_SHAPE,
-                    mean: ordinary * FRAUD_FACTOR,
-                },
+                ordinary: Spend { gamma: UnitGamma::new(shape), shape, mean: ordinary },
+                fraud: Spend { gamma: fraud_gamma, shape: FRAUD_SHAPE, mean: ordinary * FRAUD_FACTOR },
             }
         })
         .collect()
@@ -906,11 +745,7 @@ fn draw_cents<R: Rng + ?Sized>(rng: &mut R, rows: &[Row], population: &Populatio
     rows.iter()
         .map(|row| {
             let category = &spends[MERCHANTS[row.merchant].category];
-            let spend = if row.fraud {
-                category.fraud
-            } else {
-                category.ordinary
-            };
+            let spend = if row.fraud { category.fraud } else { category.ordinary };
             let mean = spend.mean * population.multiplier[row.customer];
             to_cents(spend.gamma.sample(rng) * mean / spend.shape)
         })
@@ -918,15 +753,9 @@ fn draw_cents<R: Rng + ?Sized>(rng: &mut R, rows: &[Row], population: &Populatio
 }
 
 /// An amount rounded half-to-even to cents and clipped to 0.01 ..= BankSim's maximum.
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "clamped to 1..=832,996 first"
-)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "clamped to 1..=832,996 first")]
 fn to_cents(amount: f64) -> u32 {
-    (amount * 100.0)
-        .round_ties_even()
-        .clamp(1.0, f64::from(MAX_CENTS)) as u32
+    (amount * 100.0).round_ties_even().clamp(1.0, f64::from(MAX_CENTS)) as u32
 }
 
 /// Sets about 50 (at full size) ordinary transport amounts to exactly zero, as in BankSim.
@@ -986,11 +815,8 @@ impl Fragments {
             tx_customer: customers
                 .clone()
                 .map(|c| {
-                    let (id, age, gender) = (
-                        population.ids[c],
-                        AGES[population.age[c]],
-                        GENDERS[population.gender[c]],
-                    );
+                    let (id, age, gender) =
+                        (population.ids[c], AGES[population.age[c]], GENDERS[population.gender[c]]);
                     format!("'C{id}','{age}','{gender}','{ZIPCODE}',").into_bytes()
                 })
                 .collect(),
@@ -1001,13 +827,8 @@ impl Fragments {
                     format!("'{}','{ZIPCODE}','{category}',", m.id).into_bytes()
                 })
                 .collect(),
-            imp_customer: customers
-                .map(|c| format!("'C{}','", population.ids[c]).into_bytes())
-                .collect(),
-            imp_merchant: MERCHANTS
-                .iter()
-                .map(|m| format!("{}',", m.id).into_bytes())
-                .collect(),
+            imp_customer: customers.map(|c| format!("'C{}','", population.ids[c]).into_bytes()).collect(),
+            imp_merchant: MERCHANTS.iter().map(|m| format!("{}',", m.id).into_bytes()).collect(),
             imp_category: MERCHANTS
                 .iter()
                 .map(|m| format!(",'{}',", CATEGORIES[m.category].name).into_bytes())
@@ -1056,13 +877,7 @@ impl Output<'_> {
 
 impl Fragments {
     /// Appends one transactions line: `step,'C…','age','gender','28007','M…','28007','category',amount,fraud`.
-    fn push_transaction(
-        &self,
-        out: &mut Vec<u8>,
-        row: &Row,
-        step: usize,
-        cents: u32,
-    ) -> std::io::Result<()> {
+    fn push_transaction(&self, out: &mut Vec<u8>, row: &Row, step: usize, cents: u32) -> std::io::Result<()> {
         write!(out, "{step},")?;
         out.extend_from_slice(&self.tx_customer[row.customer]);
         out.extend_from_slice(&self.tx_merchant[row.merchant]);
@@ -1101,24 +916,13 @@ mod tests {
     fn run(rows: u64, seed: u64, weights: WeightMode) -> (String, String, GenerateStats) {
         let mut tx = Vec::new();
         let mut imp = Vec::new();
-        let options = GenerateOptions {
-            rows,
-            seed,
-            weights,
-        };
+        let options = GenerateOptions { rows, seed, weights };
         let stats = generate(&mut tx, &mut imp, &options, &mut |_| {}).unwrap();
-        (
-            String::from_utf8(tx).unwrap(),
-            String::from_utf8(imp).unwrap(),
-            stats,
-        )
+        (String::from_utf8(tx).unwrap(), String::from_utf8(imp).unwrap(), stats)
     }
 
     fn unquote(field: &str) -> &str {
-        field
-            .strip_prefix('\'')
-            .and_then(|f| f.strip_suffix('\''))
-            .unwrap_or(field)
+        field.strip_prefix('\'').and_then(|f| f.strip_suffix('\'')).unwrap_or(field)
     }
 
     fn is_amount(text: &str) -> bool {
@@ -1144,10 +948,7 @@ mod tests {
 
     #[test]
     fn zero_rows_is_an_error() {
-        let options = GenerateOptions {
-            rows: 0,
-            ..GenerateOptions::default()
-        };
+        let options = GenerateOptions { rows: 0, ..GenerateOptions::default() };
         let result = generate(Vec::new(), Vec::new(), &options, &mut |_| {});
         assert!(matches!(result, Err(GenerateError::NoRows)));
     }
@@ -1157,15 +958,7 @@ mod tests {
         let (tx, imp, stats) = run(1, 0, WeightMode::Amount);
         assert_eq!(tx.lines().count(), 2);
         assert_eq!(imp.lines().count(), 2);
-        assert_eq!(
-            stats,
-            GenerateStats {
-                rows: 1,
-                customers: 1,
-                merchants: 1,
-                pairs: 1
-            }
-        );
+        assert_eq!(stats, GenerateStats { rows: 1, customers: 1, merchants: 1, pairs: 1 });
         let line = tx.lines().nth(1).unwrap();
         assert_eq!(line.split(',').count(), 10);
         assert!(line.split(',').nth(1).unwrap().starts_with("'C"));
@@ -1208,10 +1001,7 @@ mod tests {
                     assert!(quoted(field), "{t:?}");
                 }
                 let step: usize = t[0].parse().unwrap();
-                assert!(
-                    (previous_step..STEPS).contains(&step),
-                    "steps never go back"
-                );
+                assert!((previous_step..STEPS).contains(&step), "steps never go back");
                 previous_step = step;
                 let customer = unquote(t[1]);
                 assert!(customer.starts_with('C'));
@@ -1247,15 +1037,8 @@ mod tests {
     #[test]
     fn progress_reports_every_row_once() {
         let mut reports = Vec::new();
-        let options = GenerateOptions {
-            rows: 120_001,
-            seed: 1,
-            weights: WeightMode::Amount,
-        };
-        generate(std::io::sink(), std::io::sink(), &options, &mut |n| {
-            reports.push(n)
-        })
-        .unwrap();
+        let options = GenerateOptions { rows: 120_001, seed: 1, weights: WeightMode::Amount };
+        generate(std::io::sink(), std::io::sink(), &options, &mut |n| reports.push(n)).unwrap();
         assert_eq!(reports, vec![50_000, 50_000, 20_001]);
     }
 
@@ -1279,10 +1062,7 @@ mod tests {
         for shape in [SPEND_SHAPE, COMMUTE_SHAPE, FRAUD_SHAPE, 2.4, 3.0] {
             let gamma = UnitGamma::new(shape);
             let mean = (0..20_000).map(|_| gamma.sample(&mut rng)).sum::<f64>() / 20_000.0;
-            assert!(
-                (mean - shape).abs() < 0.05 * shape,
-                "shape {shape}: mean {mean}"
-            );
+            assert!((mean - shape).abs() < 0.05 * shape, "shape {shape}: mean {mean}");
         }
     }
 
@@ -1336,11 +1116,7 @@ mod tests {
         amounts.sort_unstable();
         let mean = amounts.iter().sum::<u64>() / 100_000;
         assert!((3_200..=4_400).contains(&mean), "mean {mean}");
-        assert!(
-            (2_200..=3_200).contains(&amounts[50_000]),
-            "median {}",
-            amounts[50_000]
-        );
+        assert!((2_200..=3_200).contains(&amounts[50_000]), "median {}", amounts[50_000]);
         assert!(amounts[99_999] <= u64::from(MAX_CENTS));
         let zeros = amounts.iter().take_while(|&&a| a == 0).count();
         assert!((1..=50).contains(&zeros), "zeros {zeros}");
@@ -1352,10 +1128,7 @@ mod tests {
         let mut merchants: HashMap<&str, HashSet<&str>> = HashMap::new();
         for r in &rows {
             per_step[r.step] += 1;
-            assert_eq!(
-                *who.entry(r.customer).or_insert((r.gender, r.age)),
-                (r.gender, r.age)
-            );
+            assert_eq!(*who.entry(r.customer).or_insert((r.gender, r.age)), (r.gender, r.age));
             merchants.entry(r.customer).or_default().insert(r.merchant);
         }
         assert!(per_step.iter().all(|&n| n > 0));
@@ -1366,10 +1139,7 @@ mod tests {
         assert!((4..=9).contains(&breadth[breadth.len() / 2]));
         assert!(breadth.last().is_some_and(|&b| b <= 35));
         assert_eq!(stats.customers, who.len() as u64);
-        assert_eq!(
-            stats.pairs,
-            merchants.values().map(|m| m.len() as u64).sum::<u64>()
-        );
+        assert_eq!(stats.pairs, merchants.values().map(|m| m.len() as u64).sum::<u64>());
     }
 
     /// Detections per pattern (UPGRADE pairs, CHILD pairs, DEI-NEEDED merchants) over a whole
@@ -1394,10 +1164,7 @@ mod tests {
             *sum.entry(key).or_default() += r.cents;
             *weight.entry(key).or_default() += cents(line.split(',').nth(2).unwrap());
             *per_merchant.entry(r.merchant).or_default() += 1;
-            genders
-                .entry(r.merchant)
-                .or_default()
-                .insert((r.customer, r.gender));
+            genders.entry(r.merchant).or_default().insert((r.customer, r.gender));
         }
         let mut clienteles: HashMap<&str, Vec<&str>> = HashMap::new();
         for &(c, m) in n.keys() {
@@ -1416,15 +1183,10 @@ mod tests {
             let mut means: Vec<(u64, u64)> = cs.iter().map(|&c| mean(c)).collect();
             means.sort_unstable_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)));
             let cut = means[(cs.len() * 10).div_ceil(100).max(1) - 1];
-            upgrade += cs
-                .iter()
-                .filter(|&&c| n[&(c, *m)] >= top && mean(c).0 * cut.1 <= cut.0 * mean(c).1)
-                .count();
+            upgrade +=
+                cs.iter().filter(|&&c| n[&(c, *m)] >= top && mean(c).0 * cut.1 <= cut.0 * mean(c).1).count();
         }
-        let child = n
-            .iter()
-            .filter(|&(k, &v)| v > child_min && sum[k] < child_avg_cents * v)
-            .count();
+        let child = n.iter().filter(|&(k, &v)| v > child_min && sum[k] < child_avg_cents * v).count();
         let dei = genders
             .values()
             .filter(|set| {
@@ -1442,10 +1204,7 @@ mod tests {
         for seed in 0..3 {
             let (tx, imp, _) = run(1_000, seed, WeightMode::Amount);
             let (upgrade, child, dei) = detections(&tx, &imp, 500, 2, 80_000, 10);
-            assert!(
-                upgrade > 0 && child > 0 && dei > 0,
-                "seed {seed}: {upgrade} {child} {dei}"
-            );
+            assert!(upgrade > 0 && child > 0 && dei > 0, "seed {seed}: {upgrade} {child} {dei}");
         }
     }
 
@@ -1453,12 +1212,12 @@ mod tests {
     #[test]
     fn small_run_keeps_the_original_shape() {
         let merchant_rows = [
-            504, 345, 44, 11, 6, 5, 3, 2, 9, 7, 4, 3, 2, 1, 4, 3, 2, 1, 6, 3, 2, 6, 3, 1, 3, 2, 1,
-            1, 2, 1, 1, 2, 1, 1, 2, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
+            504, 345, 44, 11, 6, 5, 3, 2, 9, 7, 4, 3, 2, 1, 4, 3, 2, 1, 6, 3, 2, 6, 3, 1, 3, 2, 1, 1, 2, 1,
+            1, 2, 1, 1, 2, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
         ];
         let fraud_rows = [
-            0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 0,
-            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
+            0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 0, 0, 0, 0,
+            0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
         ];
         let full: Vec<f64> = MERCHANTS.iter().map(|m| f64::from(m.full_rows)).collect();
         assert_eq!(apportion(1_000, &full), merchant_rows);
@@ -1488,10 +1247,7 @@ mod tests {
     fn full_size_counts_are_exact() {
         let (tx, imp, stats) = run(DEFAULT_ROWS, 0, WeightMode::Amount);
         let (upgrade, child, dei) = detections(&tx, &imp, 50_000, 80, 2_300, 100);
-        assert!(
-            upgrade > 0 && child > 0 && dei > 0,
-            "banksim preset: {upgrade} {child} {dei}"
-        );
+        assert!(upgrade > 0 && child > 0 && dei > 0, "banksim preset: {upgrade} {child} {dei}");
         let mut per_merchant: HashMap<&str, u64> = HashMap::new();
         let mut gender_of: HashMap<&str, &str> = HashMap::new();
         let mut steps: BTreeMap<u64, u64> = BTreeMap::new();
@@ -1508,8 +1264,7 @@ mod tests {
             fraud += u64::from(f[9] == "1");
             zeros += u64::from(f[8] == "0.00");
             let (units, cents) = f[8].split_once('.').unwrap();
-            max_cents =
-                max_cents.max(units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap());
+            max_cents = max_cents.max(units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap());
         }
         assert_eq!(per_merchant.values().sum::<u64>(), DEFAULT_ROWS);
         assert_eq!(per_merchant["M1823072687"], 299_693);
@@ -1519,10 +1274,7 @@ mod tests {
         }
         assert_eq!(gender_of.len(), FULL_CUSTOMERS);
         let count = |g: &str| gender_of.values().filter(|&&v| v == g).count();
-        assert_eq!(
-            (count("F"), count("M"), count("E"), count("U")),
-            (2256, 1844, 7, 5)
-        );
+        assert_eq!((count("F"), count("M"), count("E"), count("U")), (2256, 1844, 7, 5));
         assert_eq!(fraud, 7_200);
         assert_eq!(zeros, 50);
         assert!(max_cents <= u64::from(MAX_CENTS));
@@ -1531,12 +1283,7 @@ mod tests {
         assert_eq!(steps.keys().last(), Some(&179));
         assert_eq!(
             stats,
-            GenerateStats {
-                rows: DEFAULT_ROWS,
-                customers: 4_112,
-                merchants: 50,
-                pairs: pairs.len() as u64,
-            }
+            GenerateStats { rows: DEFAULT_ROWS, customers: 4_112, merchants: 50, pairs: pairs.len() as u64 }
         );
     }
 }

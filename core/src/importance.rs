@@ -2,9 +2,9 @@
 //! summed per (customer, merchant) pair, so that a pair's mean weight is the exact rational
 //! `sum / count`. Loaded once per run.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 
+use crate::FastMap;
 use crate::contract::{ContractError, Rejection, read_importance};
 
 /// The sum and count of a pair's weights, in micro-units: its mean is `sum / count`.
@@ -17,7 +17,7 @@ pub struct WeightSum {
 /// Every pair's weights, by merchant then customer, and the importance rows that were rejected.
 #[derive(Debug, Clone, Default)]
 pub struct ImportanceTable {
-    by_merchant: HashMap<Box<str>, HashMap<Box<str>, WeightSum>>,
+    by_merchant: FastMap<Box<str>, FastMap<Box<str>, WeightSum>>,
     rejected: Vec<Rejection>,
     valid_rows: u64,
 }
@@ -49,12 +49,12 @@ impl ImportanceTable {
     }
 
     /// The weights of one merchant's customers.
-    pub fn merchant(&self, merchant: &str) -> Option<&HashMap<Box<str>, WeightSum>> {
+    pub fn merchant(&self, merchant: &str) -> Option<&FastMap<Box<str>, WeightSum>> {
         self.by_merchant.get(merchant)
     }
 
     /// Every merchant with at least one weighted pair.
-    pub fn merchants(&self) -> impl Iterator<Item = (&str, &HashMap<Box<str>, WeightSum>)> {
+    pub fn merchants(&self) -> impl Iterator<Item = (&str, &FastMap<Box<str>, WeightSum>)> {
         self.by_merchant.iter().map(|(m, c)| (&**m, c))
     }
 
@@ -70,6 +70,6 @@ impl ImportanceTable {
 
     /// How many distinct (customer, merchant) pairs have a weight.
     pub fn pairs(&self) -> usize {
-        self.by_merchant.values().map(HashMap::len).sum()
+        self.by_merchant.values().map(|customers| customers.len()).sum()
     }
 }

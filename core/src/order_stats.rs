@@ -16,10 +16,7 @@ impl Fenwick {
     /// A tree for positions `1..=capacity` (rounded up to a power of two), all zero.
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1).next_power_of_two();
-        Self {
-            tree: vec![0; capacity + 1],
-            total: 0,
-        }
+        Self { tree: vec![0; capacity + 1], total: 0 }
     }
 
     fn capacity(&self) -> usize {
@@ -97,10 +94,7 @@ impl MaxTree {
     /// A tree of `len` zeros.
     pub(crate) fn new(len: usize) -> Self {
         let size = len.max(1).next_power_of_two();
-        Self {
-            size,
-            nodes: vec![0; 2 * size],
-        }
+        Self { size, nodes: vec![0; 2 * size] }
     }
 
     /// Sets the value at `position`.

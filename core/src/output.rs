@@ -7,29 +7,14 @@ use std::collections::BTreeMap;
 use crate::detection::{Detection, Pattern, excel_safe};
 
 /// The columns of a detector output file.
-pub const OUTPUT_COLUMNS: [&str; 6] = [
-    "YStartTime(IST)",
-    "detectionTime(IST)",
-    "patternId",
-    "ActionType",
-    "customerName",
-    "MerchantId",
-];
+pub const OUTPUT_COLUMNS: [&str; 6] =
+    ["YStartTime(IST)", "detectionTime(IST)", "patternId", "ActionType", "customerName", "MerchantId"];
 /// The columns of `verify --emit`.
-pub const EMIT_COLUMNS: [&str; 5] = [
-    "patternId",
-    "ActionType",
-    "customerName",
-    "MerchantId",
-    "chunkIndex",
-];
+pub const EMIT_COLUMNS: [&str; 5] = ["patternId", "ActionType", "customerName", "MerchantId", "chunkIndex"];
 
 /// Whether a folder name is an output file's: `pattern_detected_<8 digits>T<6 digits>_<n>.csv`.
 pub fn is_output_folder(name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix("pattern_detected_")
-        .and_then(|r| r.strip_suffix(".csv"))
-    else {
+    let Some(rest) = name.strip_prefix("pattern_detected_").and_then(|r| r.strip_suffix(".csv")) else {
         return false;
     };
     let bytes = rest.as_bytes();
@@ -46,11 +31,7 @@ pub type OutputKey = (Pattern, String, String);
 
 /// The output key of a detection.
 pub fn output_key(d: &Detection) -> OutputKey {
-    (
-        d.pattern,
-        excel_safe(&d.customer).into_owned(),
-        excel_safe(&d.merchant).into_owned(),
-    )
+    (d.pattern, excel_safe(&d.customer).into_owned(), excel_safe(&d.merchant).into_owned())
 }
 
 /// A row of an output file that does not hold a detection.
@@ -78,61 +59,39 @@ pub struct OutputHeaderError {
 impl OutputKeys {
     /// Adds the rows of one output part file (standard CSV, as the `csv` crate writes it).
     pub fn add_part(&mut self, file: &str, bytes: &[u8]) -> Result<(), OutputHeaderError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(bytes);
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes);
         let header_ok = reader.byte_headers().is_ok_and(|h| {
             let mut fields: Vec<&[u8]> = h.iter().collect();
             if let Some(first) = fields.first_mut() {
                 *first = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(first);
             }
             fields.len() == OUTPUT_COLUMNS.len()
-                && fields
-                    .iter()
-                    .zip(OUTPUT_COLUMNS)
-                    .all(|(f, c)| *f == c.as_bytes())
+                && fields.iter().zip(OUTPUT_COLUMNS).all(|(f, c)| *f == c.as_bytes())
         });
         if !header_ok {
-            return Err(OutputHeaderError {
-                file: file.to_owned(),
-            });
+            return Err(OutputHeaderError { file: file.to_owned() });
         }
         for record in reader.records() {
-            let problem = |line: u64, message: String| OutputProblem {
-                file: file.to_owned(),
-                line,
-                message,
-            };
+            let problem = |line: u64, message: String| OutputProblem { file: file.to_owned(), line, message };
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
                     let line = e.position().map_or(0, csv::Position::line);
-                    self.problems
-                        .push(problem(line, format!("unreadable row: {e}")));
+                    self.problems.push(problem(line, format!("unreadable row: {e}")));
                     continue;
                 }
             };
             let line = record.position().map_or(0, csv::Position::line);
             if record.len() != OUTPUT_COLUMNS.len() {
-                self.problems.push(problem(
-                    line,
-                    format!("expected 6 fields, found {}", record.len()),
-                ));
+                self.problems.push(problem(line, format!("expected 6 fields, found {}", record.len())));
                 continue;
             }
             let (id, action) = (&record[2], &record[3]);
             match Pattern::from_id(id) {
                 Some(pattern) if pattern.action_type() == action => {
-                    *self
-                        .keys
-                        .entry((pattern, record[4].to_owned(), record[5].to_owned()))
-                        .or_default() += 1;
+                    *self.keys.entry((pattern, record[4].to_owned(), record[5].to_owned())).or_default() += 1;
                 }
-                _ => self.problems.push(problem(
-                    line,
-                    format!("pattern `{id}` with ActionType `{action}`"),
-                )),
+                _ => self.problems.push(problem(line, format!("pattern `{id}` with ActionType `{action}`"))),
             }
         }
         Ok(())
@@ -161,18 +120,8 @@ impl OutputDiff {
                 .filter(|(k, _)| !found.keys.contains_key(*k))
                 .map(|(_, d)| (*d).clone())
                 .collect(),
-            extra: found
-                .keys
-                .keys()
-                .filter(|k| !expected.contains_key(*k))
-                .cloned()
-                .collect(),
-            duplicated: found
-                .keys
-                .iter()
-                .filter(|(_, n)| **n > 1)
-                .map(|(k, n)| (k.clone(), *n))
-                .collect(),
+            extra: found.keys.keys().filter(|k| !expected.contains_key(*k)).cloned().collect(),
+            duplicated: found.keys.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (k.clone(), *n)).collect(),
         }
     }
 
@@ -184,9 +133,7 @@ impl OutputDiff {
 
 /// Writes detections in the `--emit` format: header, then one row each, as given.
 pub fn write_emit<W: std::io::Write>(writer: W, detections: &[Detection]) -> csv::Result<()> {
-    let mut csv = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(writer);
+    let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(writer);
     csv.write_record(EMIT_COLUMNS)?;
     for d in detections {
         let chunk = d.chunk.to_string();
@@ -212,9 +159,7 @@ mod tests {
         assert!(is_output_folder("pattern_detected_20261130T110423_12.csv"));
         assert!(!is_output_folder("pattern_detected_20261130T110423_01.csv"));
         assert!(!is_output_folder("pattern_detected_2026113T110423_1.csv"));
-        assert!(!is_output_folder(
-            "pattern_detected_20261130T110423_1.csv.tmp"
-        ));
+        assert!(!is_output_folder("pattern_detected_20261130T110423_1.csv.tmp"));
         assert!(!is_output_folder("chunk_0.csv"));
     }
 
@@ -228,19 +173,9 @@ mod tests {
             x,y,PatId2,CHILD,C1,M1\n";
         let mut keys = OutputKeys::default();
         keys.add_part("a.csv", text.as_bytes()).unwrap();
-        assert_eq!(
-            keys.keys.get(&(Pattern::Child, "C1".into(), "M1".into())),
-            Some(&2)
-        );
-        assert_eq!(
-            keys.keys
-                .get(&(Pattern::DeiNeeded, String::new(), "M2".into())),
-            Some(&1)
-        );
-        assert_eq!(
-            keys.problems.iter().map(|p| p.line).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(keys.keys.get(&(Pattern::Child, "C1".into(), "M1".into())), Some(&2));
+        assert_eq!(keys.keys.get(&(Pattern::DeiNeeded, String::new(), "M2".into())), Some(&1));
+        assert_eq!(keys.problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![4, 5]);
         assert!(keys.add_part("b.csv", b"a,b\n").is_err());
     }
 
@@ -254,22 +189,12 @@ mod tests {
         };
         let reference = vec![d(Pattern::Child, "=C1"), d(Pattern::Child, "C2")];
         let mut found = OutputKeys::default();
-        found
-            .keys
-            .insert((Pattern::Child, "'=C1".into(), "M".into()), 2);
-        found
-            .keys
-            .insert((Pattern::Upgrade, "C3".into(), "M".into()), 1);
+        found.keys.insert((Pattern::Child, "'=C1".into(), "M".into()), 2);
+        found.keys.insert((Pattern::Upgrade, "C3".into(), "M".into()), 1);
         let diff = OutputDiff::new(&reference, &found);
         assert_eq!(diff.missing, vec![d(Pattern::Child, "C2")]);
-        assert_eq!(
-            diff.extra,
-            vec![(Pattern::Upgrade, "C3".into(), "M".into())]
-        );
-        assert_eq!(
-            diff.duplicated,
-            vec![((Pattern::Child, "'=C1".into(), "M".into()), 2)]
-        );
+        assert_eq!(diff.extra, vec![(Pattern::Upgrade, "C3".into(), "M".into())]);
+        assert_eq!(diff.duplicated, vec![((Pattern::Child, "'=C1".into(), "M".into()), 2)]);
         assert!(!diff.is_empty());
     }
 

@@ -50,9 +50,7 @@ fn rational(value: Decimal) -> Rational {
 /// `max(1, ceil(pct × n / 100))`, in decimal arithmetic.
 fn cutoff_rank(pct: Decimal, n: usize) -> usize {
     let k = (pct * Decimal::from(n) / Decimal::ONE_HUNDRED).ceil();
-    usize::try_from(k.mantissa() / 10_i128.pow(k.scale()))
-        .unwrap_or(usize::MAX)
-        .max(1)
+    usize::try_from(k.mantissa() / 10_i128.pow(k.scale())).unwrap_or(usize::MAX).max(1)
 }
 
 /// The reference engine's state: every row so far, and the keys already emitted.
@@ -87,10 +85,7 @@ impl ReferenceEngine {
         })?;
         let mut weights: HashMap<String, HashMap<String, Rational>> = HashMap::new();
         for ((merchant, customer), (sum, count)) in sums {
-            weights
-                .entry(merchant)
-                .or_default()
-                .insert(customer, rational(sum) / count);
+            weights.entry(merchant).or_default().insert(customer, rational(sum) / count);
         }
         let decimal = |text: String| Decimal::from_str(&text).unwrap_or_default();
         Ok(Self {
@@ -106,11 +101,7 @@ impl ReferenceEngine {
     }
 
     /// Appends a chunk's valid rows, recomputes everything, and returns the new detections.
-    pub fn apply(
-        &mut self,
-        chunk: u64,
-        rows: Vec<ReferenceRow>,
-    ) -> Result<Vec<Detection>, EngineError> {
+    pub fn apply(&mut self, chunk: u64, rows: Vec<ReferenceRow>) -> Result<Vec<Detection>, EngineError> {
         if let Some(last) = self.last_chunk
             && chunk <= last
         {
@@ -122,20 +113,12 @@ impl ReferenceEngine {
             .holding()
             .into_iter()
             .filter(|(pattern, customer, merchant)| {
-                !self
-                    .emitted
-                    .contains(&(*pattern, customer.clone(), merchant.clone()))
+                !self.emitted.contains(&(*pattern, customer.clone(), merchant.clone()))
             })
-            .map(|(pattern, customer, merchant)| Detection {
-                chunk,
-                pattern,
-                customer,
-                merchant,
-            })
+            .map(|(pattern, customer, merchant)| Detection { chunk, pattern, customer, merchant })
             .collect();
         for d in &found {
-            self.emitted
-                .insert((d.pattern, d.customer.clone(), d.merchant.clone()));
+            self.emitted.insert((d.pattern, d.customer.clone(), d.merchant.clone()));
         }
         found.sort_unstable();
         Ok(found)
@@ -162,11 +145,7 @@ impl ReferenceEngine {
                 // average < limit, written without a division.
                 let limit = self.max_avg_amount.checked_mul(Decimal::from(p.count));
                 if p.count > t.child_min_txns && limit.is_none_or(|limit| p.amount_sum < limit) {
-                    holding.push((
-                        Pattern::Child,
-                        (*customer).to_owned(),
-                        (*merchant).to_owned(),
-                    ));
+                    holding.push((Pattern::Child, (*customer).to_owned(), (*merchant).to_owned()));
                 }
             }
             // DEI-NEEDED: F > min and F < M, counting distinct customers.
@@ -181,30 +160,18 @@ impl ReferenceEngine {
             }
             let mut counts: Vec<u64> = stats.customers.values().map(|p| p.count).collect();
             counts.sort_unstable_by(|a, b| b.cmp(a));
-            let count_cutoff =
-                counts[cutoff_rank(self.top_pct, counts.len()).min(counts.len()) - 1];
-            let weight_of =
-                |customer: &str| self.weights.get(*merchant).and_then(|w| w.get(customer));
-            let mut weights: Vec<Rational> = stats
-                .customers
-                .keys()
-                .filter_map(|c| weight_of(c).copied())
-                .collect();
+            let count_cutoff = counts[cutoff_rank(self.top_pct, counts.len()).min(counts.len()) - 1];
+            let weight_of = |customer: &str| self.weights.get(*merchant).and_then(|w| w.get(customer));
+            let mut weights: Vec<Rational> =
+                stats.customers.keys().filter_map(|c| weight_of(c).copied()).collect();
             if weights.is_empty() {
                 continue;
             }
             weights.sort_unstable();
-            let weight_cutoff =
-                weights[cutoff_rank(self.bottom_pct, weights.len()).min(weights.len()) - 1];
+            let weight_cutoff = weights[cutoff_rank(self.bottom_pct, weights.len()).min(weights.len()) - 1];
             for (customer, p) in &stats.customers {
-                if p.count >= count_cutoff
-                    && weight_of(customer).is_some_and(|w| *w <= weight_cutoff)
-                {
-                    holding.push((
-                        Pattern::Upgrade,
-                        (*customer).to_owned(),
-                        (*merchant).to_owned(),
-                    ));
+                if p.count >= count_cutoff && weight_of(customer).is_some_and(|w| *w <= weight_cutoff) {
+                    holding.push((Pattern::Upgrade, (*customer).to_owned(), (*merchant).to_owned()));
                 }
             }
         }

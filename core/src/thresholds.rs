@@ -22,18 +22,14 @@ impl Decimal6 {
 
     /// A whole number.
     pub const fn from_units(units: u64) -> Self {
-        Self {
-            micros: units as u128 * MICROS_PER_UNIT,
-        }
+        Self { micros: units as u128 * MICROS_PER_UNIT }
     }
 }
 
 /// Why a decimal setting was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
-    #[error(
-        "`{0}` is not a non-negative decimal with at most 15 digits before the point and 6 after"
-    )]
+    #[error("`{0}` is not a non-negative decimal with at most 15 digits before the point and 6 after")]
     Syntax(String),
     #[error("`{0}` is not a percentage between 0 and 100")]
     Percent(String),
@@ -51,9 +47,7 @@ impl FromStr for Decimal6 {
 impl fmt::Display for Decimal6 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // At most 15 + 6 digits: always within i128.
-        f.write_str(&format_micros(
-            i128::try_from(self.micros).unwrap_or(i128::MAX),
-        ))
+        f.write_str(&format_micros(i128::try_from(self.micros).unwrap_or(i128::MAX)))
     }
 }
 
@@ -81,9 +75,7 @@ impl Percent {
 impl FromStr for Percent {
     type Err = DecimalError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let value: Decimal6 = text
-            .parse()
-            .map_err(|_| DecimalError::Percent(text.to_owned()))?;
+        let value: Decimal6 = text.parse().map_err(|_| DecimalError::Percent(text.to_owned()))?;
         if value > Decimal6::from_units(100) {
             return Err(DecimalError::Percent(text.to_owned()));
         }
@@ -162,15 +154,9 @@ impl Preset {
 impl FromStr for Preset {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == text)
-            .ok_or_else(|| {
-                format!(
-                    "unknown preset `{text}`: use one of {}",
-                    Self::ALL.map(Self::name).join(", ")
-                )
-            })
+        Self::ALL.into_iter().find(|p| p.name() == text).ok_or_else(|| {
+            format!("unknown preset `{text}`: use one of {}", Self::ALL.map(Self::name).join(", "))
+        })
     }
 }
 
@@ -224,11 +210,6 @@ mod tests {
         assert_eq!(b.child_max_avg_amount.to_string(), "23");
         let s: Preset = "seed".parse().unwrap();
         assert_eq!(s.thresholds().child_max_avg_amount.micros(), 800_000_000);
-        assert!(
-            "other"
-                .parse::<Preset>()
-                .unwrap_err()
-                .contains("banksim, seed")
-        );
+        assert!("other".parse::<Preset>().unwrap_err().contains("banksim, seed"));
     }
 }

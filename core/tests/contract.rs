@@ -1,17 +1,18 @@
 //! The data contract of docs/patterns.md §1: every rejection reason with its line and column, a
 //! wrong header, a byte-order mark, CRLF line endings, quoted fields, empty lines, non-UTF-8.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use txp_core::aggregate::ChunkAggregate;
-use txp_core::contract::{
-    ContractError, OnWrongHeader, Rejection, TRANSACTIONS_HEADER, read_transactions,
-};
+use txp_core::contract::{ContractError, OnWrongHeader, Rejection, TRANSACTIONS_HEADER, read_transactions};
 use txp_core::importance::ImportanceTable;
 
 const GOOD: &str = "0,'C1','2','F','28007','M1','28007','es_food',26.9,0";
 
-/// Every outcome of a transactions file: `Ok(customer, amount micros)` or the rejection.
-fn read(text: &[u8]) -> Result<Vec<Result<(u64, String, u128), Rejection>>, ContractError> {
+/// A valid row as (line, customer, amount in micro-units), or its rejection.
+type Outcome = Result<(u64, String, u128), Rejection>;
+
+/// Every outcome of a transactions file.
+fn read(text: &[u8]) -> Result<Vec<Outcome>, ContractError> {
     let mut out = Vec::new();
     read_transactions(text, OnWrongHeader::Fail, |row| {
         out.push(row.map(|r| (r.line, r.customer.to_owned(), r.amount_micros)));
@@ -30,16 +31,8 @@ fn rejection(line: &str) -> Rejection {
 #[test]
 fn every_rejection_reason_with_line_and_column() {
     let cases: [(&str, Option<&str>, &str); 12] = [
-        (
-            "0,'C1','2','F','28007','M1','28007','es_food',1",
-            None,
-            "expected 10 fields, found 9",
-        ),
-        (
-            "0,\"C,1\",'2','F','28007','M1','28007','es_food',1,0",
-            None,
-            "expected 10 fields, found 11",
-        ),
+        ("0,'C1','2','F','28007','M1','28007','es_food',1", None, "expected 10 fields, found 9"),
+        ("0,\"C,1\",'2','F','28007','M1','28007','es_food',1,0", None, "expected 10 fields, found 11"),
         (
             "-1,'C1','2','F','28007','M1','28007','es_food',1,0",
             Some("step"),
@@ -50,26 +43,14 @@ fn every_rejection_reason_with_line_and_column() {
             Some("step"),
             "not a non-negative integer of at most 18 digits: '1234567890123456789'",
         ),
-        (
-            "0,'','2','F','28007','M1','28007','es_food',1,0",
-            Some("customer"),
-            "empty",
-        ),
+        ("0,'','2','F','28007','M1','28007','es_food',1,0", Some("customer"), "empty"),
         (
             "0,'C1','7','F','28007','M1','28007','es_food',1,0",
             Some("age"),
             "not one of 0, 1, 2, 3, 4, 5, 6, U: '7'",
         ),
-        (
-            "0,'C1','2',' F','28007','M1','28007','es_food',1,0",
-            Some("gender"),
-            "not one of F, M, E, U: ' F'",
-        ),
-        (
-            "0,'C1','2','F','28007',,'28007','es_food',1,0",
-            Some("merchant"),
-            "empty",
-        ),
+        ("0,'C1','2',' F','28007','M1','28007','es_food',1,0", Some("gender"), "not one of F, M, E, U: ' F'"),
+        ("0,'C1','2','F','28007',,'28007','es_food',1,0", Some("merchant"), "empty"),
         (
             "0,'C1','2','F','28007','M1','28007','es_food',1e3,0",
             Some("amount"),
@@ -115,10 +96,7 @@ fn non_utf8_is_rejected_with_its_column_and_kept_as_read() {
     text.push(b'\n');
     let rows = read(&text).unwrap();
     let r = rows[0].clone().unwrap_err();
-    assert_eq!(
-        (r.line, r.column, r.reason.as_str()),
-        (2, Some("customer"), "not valid UTF-8")
-    );
+    assert_eq!((r.line, r.column, r.reason.as_str()), (2, Some("customer"), "not valid UTF-8"));
     assert_eq!(r.raw, line);
 }
 
@@ -133,17 +111,7 @@ fn empty_lines_are_rejected_rows_with_their_numbers() {
             Err(e) => (e.line, false),
         })
         .collect();
-    assert_eq!(
-        lines,
-        vec![
-            (2, false),
-            (3, true),
-            (4, false),
-            (5, false),
-            (6, true),
-            (7, false)
-        ]
-    );
+    assert_eq!(lines, vec![(2, false), (3, true), (4, false), (5, false), (6, true), (7, false)]);
     let empty = rows[0].clone().unwrap_err();
     assert_eq!(
         (empty.column, empty.reason.as_str(), empty.raw.len()),
@@ -165,16 +133,9 @@ fn crlf_bom_and_quotes() {
     // A quoted header is a header too; a lone quote character is a one-character value.
     let quoted = format!(
         "{}\n0,''',\"2\",'M','28007','M1','28007','es_food',1,0\n",
-        TRANSACTIONS_HEADER
-            .split(',')
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(",")
+        TRANSACTIONS_HEADER.split(',').map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(",")
     );
-    assert_eq!(
-        read(quoted.as_bytes()).unwrap()[0],
-        Ok((2, "'".to_owned(), 1_000_000))
-    );
+    assert_eq!(read(quoted.as_bytes()).unwrap()[0], Ok((2, "'".to_owned(), 1_000_000)));
 }
 
 #[test]
@@ -184,25 +145,15 @@ fn a_wrong_header_fails_a_source_and_rejects_every_line_of_a_chunk() {
     let message = err.to_string();
     assert!(message.contains(TRANSACTIONS_HEADER), "{message}");
     assert!(message.contains("found `step,customer,age`"), "{message}");
-    assert!(
-        read(b"")
-            .unwrap_err()
-            .to_string()
-            .contains("the file is empty")
-    );
+    assert!(read(b"").unwrap_err().to_string().contains("the file is empty"));
 
     let chunk = ChunkAggregate::from_part(4, "part-00000.csv", text.as_bytes()).unwrap();
     assert_eq!(chunk.valid_rows, 0);
-    let rejected: Vec<(u64, &str)> = chunk
-        .rejected
-        .iter()
-        .map(|q| (q.rejection.line, q.rejection.reason.as_str()))
-        .collect();
+    let rejected: Vec<(u64, &str)> =
+        chunk.rejected.iter().map(|q| (q.rejection.line, q.rejection.reason.as_str())).collect();
     assert_eq!(rejected.len(), 2);
     assert_eq!(rejected[0].0, 1);
-    assert!(rejected.iter().all(|r| {
-        r.1.starts_with("wrong file header, expected step,customer,")
-    }));
+    assert!(rejected.iter().all(|r| { r.1.starts_with("wrong file header, expected step,customer,") }));
     // A chunk of only a header has no rows and no rejections; an empty chunk file neither.
     let only_header =
         ChunkAggregate::from_part(0, "p", format!("{TRANSACTIONS_HEADER}\n").as_bytes()).unwrap();
@@ -216,22 +167,15 @@ fn chunk_aggregates_are_exact() {
     let text = format!(
         "{TRANSACTIONS_HEADER}\n{GOOD}\n{}\n{}\n",
         GOOD.replace("26.9", "0.000001"),
-        GOOD.replace("'F'", "'M'")
-            .replace("26.9", "999999999999999.999999")
+        GOOD.replace("'F'", "'M'").replace("26.9", "999999999999999.999999")
     );
     let chunk = ChunkAggregate::from_part(7, "p", text.as_bytes()).unwrap();
     assert_eq!(chunk.index, 7);
     assert_eq!(chunk.valid_rows, 3);
     assert_eq!(chunk.pairs.len(), 1);
     let pair = &chunk.pairs[0];
-    assert_eq!(
-        (pair.merchant.as_str(), pair.customer.as_str(), pair.count),
-        ("M1", "C1", 3)
-    );
-    assert_eq!(
-        pair.amount_micros,
-        26_900_000 + 1 + 999_999_999_999_999_999_999
-    );
+    assert_eq!((pair.merchant.as_str(), pair.customer.as_str(), pair.count), ("M1", "C1", 3));
+    assert_eq!(pair.amount_micros, 26_900_000 + 1 + 999_999_999_999_999_999_999);
     assert_eq!(pair.genders.bits(), 0b11);
 }
 
@@ -241,20 +185,13 @@ fn importance_rows_are_checked_and_summed_per_pair() {
     let table = ImportanceTable::read(text.as_bytes()).unwrap();
     let w = table.merchant("M1").unwrap().get("C1").unwrap();
     assert_eq!((w.sum_micros, w.count), (2_000_000, 2));
-    let reasons: Vec<(u64, Option<&str>, &str)> = table
-        .rejected()
-        .iter()
-        .map(|r| (r.line, r.column, r.reason.as_str()))
-        .collect();
+    let reasons: Vec<(u64, Option<&str>, &str)> =
+        table.rejected().iter().map(|r| (r.line, r.column, r.reason.as_str())).collect();
     assert_eq!(
         reasons,
         vec![
             (4, Some("Source"), "empty"),
-            (
-                5,
-                Some("Weight"),
-                "not a decimal with at most 15 digits before the point and 6 after: '1e2'"
-            ),
+            (5, Some("Weight"), "not a decimal with at most 15 digits before the point and 6 after: '1e2'"),
             (6, None, "expected 5 fields, found 4"),
         ]
     );

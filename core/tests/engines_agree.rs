@@ -1,7 +1,7 @@
 //! Property tests: for random streams, chunkings, importance files and thresholds, the incremental
 //! engine's detections equal the reference engine's, and do not depend on how a chunk is split
 //! into part files or how chunks are grouped when applied.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -23,12 +23,7 @@ fn decimal(max_units: u64, max_places: u32) -> impl Strategy<Value = String> {
 }
 
 fn transaction() -> impl Strategy<Value = String> {
-    let valid = (
-        0..8u8,
-        0..4u8,
-        prop_oneof![Just("F"), Just("M"), Just("E"), Just("U")],
-        decimal(60, 6),
-    )
+    let valid = (0..8u8, 0..4u8, prop_oneof![Just("F"), Just("M"), Just("E"), Just("U")], decimal(60, 6))
         .prop_map(|(c, m, g, amount)| row(&format!("C{c}"), &format!("M{m}"), g, &amount));
     let invalid = prop_oneof![
         Just("1,'C1','2','F','28007','M0','28007','es_food',-1,0".to_owned()),
@@ -63,22 +58,16 @@ fn percent() -> impl Strategy<Value = Percent> {
 }
 
 fn thresholds() -> impl Strategy<Value = Thresholds> {
-    (
-        0..30u64,
-        percent(),
-        percent(),
-        0..5u64,
-        decimal(40, 3),
-        0..4u64,
-    )
-        .prop_map(|(min_m, top, bottom, min_c, avg, dei)| Thresholds {
+    (0..30u64, percent(), percent(), 0..5u64, decimal(40, 3), 0..4u64).prop_map(
+        |(min_m, top, bottom, min_c, avg, dei)| Thresholds {
             upgrade_min_merchant_txns: min_m,
             upgrade_top_pct: top,
             upgrade_bottom_pct: bottom,
             child_min_txns: min_c,
             child_max_avg_amount: avg.parse::<Decimal6>().unwrap(),
             dei_min_female_customers: dei,
-        })
+        },
+    )
 }
 
 /// Cuts rows into chunks of the given sizes (cycled), each a chunk file.
@@ -97,19 +86,15 @@ fn chunked(rows: &[String], sizes: &[usize]) -> Vec<String> {
 }
 
 fn importance_text(rows: &[(u8, u8, String)]) -> String {
-    let owned: Vec<(String, String, String)> = rows
-        .iter()
-        .map(|(c, m, w)| (format!("C{c}"), format!("M{m}"), w.clone()))
-        .collect();
-    let borrowed: Vec<(&str, &str, &str)> = owned
-        .iter()
-        .map(|(c, m, w)| (c.as_str(), m.as_str(), w.as_str()))
-        .collect();
+    let owned: Vec<(String, String, String)> =
+        rows.iter().map(|(c, m, w)| (format!("C{c}"), format!("M{m}"), w.clone())).collect();
+    let borrowed: Vec<(&str, &str, &str)> =
+        owned.iter().map(|(c, m, w)| (c.as_str(), m.as_str(), w.as_str())).collect();
     importance(&borrowed)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_equals_reference(
@@ -173,10 +158,8 @@ fn generated_streams_exercise_every_pattern() {
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     use std::collections::HashMap;
 
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
-    );
+    let mut runner =
+        TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let strategy = (
         proptest::collection::vec(transaction(), 0..160),
         proptest::collection::vec(1usize..25, 1..6),
@@ -186,11 +169,7 @@ fn generated_streams_exercise_every_pattern() {
     let mut cases_with: HashMap<String, usize> = HashMap::new();
     for _ in 0..300 {
         let (rows, sizes, weights, thresholds) = strategy.new_tree(&mut runner).unwrap().current();
-        let found = detect(
-            thresholds,
-            &importance_text(&weights),
-            &chunked(&rows, &sizes),
-        );
+        let found = detect(thresholds, &importance_text(&weights), &chunked(&rows, &sizes));
         let mut patterns: Vec<String> = found.into_iter().map(|d| d.1).collect();
         patterns.sort();
         patterns.dedup();
@@ -200,9 +179,6 @@ fn generated_streams_exercise_every_pattern() {
     }
     for pattern in ["UPGRADE", "CHILD", "DEI-NEEDED"] {
         let n = cases_with.get(pattern).copied().unwrap_or(0);
-        assert!(
-            n >= 30,
-            "only {n} of 300 generated streams detect {pattern}: {cases_with:?}"
-        );
+        assert!(n >= 30, "only {n} of 300 generated streams detect {pattern}: {cases_with:?}");
     }
 }

@@ -20,12 +20,10 @@ pub const TRANSACTIONS_FILE: &str = "transactions.csv";
 pub const IMPORTANCE_FILE: &str = "CustomerImportance.csv";
 
 fn create(path: &Path) -> Result<BufWriter<File>, Error> {
-    File::create(path)
-        .map(|f| BufWriter::with_capacity(1 << 20, f))
-        .map_err(|e| {
-            Error::usage(format!("cannot write {}: {e}", path.display()))
-                .hint("check that the folder is writable")
-        })
+    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|e| {
+        Error::usage(format!("cannot write {}: {e}", path.display()))
+            .hint("check that the folder is writable")
+    })
 }
 
 fn temporary(path: &Path) -> PathBuf {
@@ -56,9 +54,7 @@ pub fn run(args: &GenerateArgs, ui: Ui, interrupt: &Interrupt) -> Result<Outcome
         },
     };
     let bar = ui.bar(args.rows, "generating", "rows");
-    let result = generate(create(&tx_tmp)?, create(&imp_tmp)?, &options, &mut |rows| {
-        bar.inc(rows)
-    });
+    let result = generate(create(&tx_tmp)?, create(&imp_tmp)?, &options, &mut |rows| bar.inc(rows));
     bar.finish_and_clear();
     let stats = match result.map_err(|e| Error::usage(format!("cannot write the dataset: {e}"))) {
         Ok(stats) => stats,
@@ -74,13 +70,8 @@ pub fn run(args: &GenerateArgs, ui: Ui, interrupt: &Interrupt) -> Result<Outcome
         return Err(e);
     }
     for (from, to) in [(&tx_tmp, &transactions), (&imp_tmp, &importance)] {
-        fs::rename(from, to).map_err(|e| {
-            Error::usage(format!(
-                "cannot move {} to {}: {e}",
-                from.display(),
-                to.display()
-            ))
-        })?;
+        fs::rename(from, to)
+            .map_err(|e| Error::usage(format!("cannot move {} to {}: {e}", from.display(), to.display())))?;
     }
     println!(
         "wrote {} transactions ({} customers, {} merchants, {} pairs; seed {}) to {} and {} in {:.1} s",

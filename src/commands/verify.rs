@@ -47,8 +47,7 @@ const SHOWN_REJECTIONS: usize = 5;
 const SHOWN_DIFFERENCES: usize = 10;
 
 fn read_error(path: &Path, e: &std::io::Error) -> Error {
-    Error::usage(format!("cannot read {}: {e}", path.display()))
-        .hint("check the path and its permissions")
+    Error::usage(format!("cannot read {}: {e}", path.display())).hint("check the path and its permissions")
 }
 
 impl Engines {
@@ -91,13 +90,8 @@ impl Engines {
             let aggregate = aggregator.finish();
             self.valid_rows += aggregate.valid_rows;
             self.rejected_rows += aggregate.rejected.len() as u64;
-            for q in aggregate
-                .rejected
-                .iter()
-                .take(SHOWN_REJECTIONS.saturating_sub(self.rejected.len()))
-            {
-                self.rejected
-                    .push((chunk.index, q.part.clone(), q.rejection.clone()));
+            for q in aggregate.rejected.iter().take(SHOWN_REJECTIONS.saturating_sub(self.rejected.len())) {
+                self.rejected.push((chunk.index, q.part.clone(), q.rejection.clone()));
             }
             from_incremental = Some(engine.apply(&aggregate).map_err(engine_error)?);
         }
@@ -155,24 +149,18 @@ fn print_importance(path: &Path, table: &ImportanceTable) {
 }
 
 /// Runs the command.
-pub fn run(
-    args: &VerifyArgs,
-    settings: &Settings,
-    ui: Ui,
-    interrupt: &Interrupt,
-) -> Result<Outcome, Error> {
+pub fn run(args: &VerifyArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt) -> Result<Outcome, Error> {
     let started = Instant::now();
     let mut engines = Engines::new(args, settings)?;
     let mut chunks = 0u64;
     if let Some(source) = &args.source {
         let file = File::open(source).map_err(|e| read_error(source, &e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut cutter =
-            ChunkCutter::new(BufReader::with_capacity(1 << 20, file), settings.chunk_rows)
-                .map_err(|e| {
-                    Error::usage(format!("{}: {e}", source.display()))
-                        .hint("--source takes a transactions file such as BankSim's")
-                })?;
+        let mut cutter = ChunkCutter::new(BufReader::with_capacity(1 << 20, file), settings.chunk_rows)
+            .map_err(|e| {
+                Error::usage(format!("{}: {e}", source.display()))
+                    .hint("--source takes a transactions file such as BankSim's")
+            })?;
         let bar = ui.bytes_bar(size, "verifying");
         while let Some(chunk) = cutter.next() {
             interrupt.check()?;
@@ -197,10 +185,7 @@ pub fn run(
         for entry in &listing.complete {
             interrupt.check()?;
             let parts = read_parts(entry).map_err(|e| read_error(&entry.path, &e))?;
-            engines.apply(InputChunk {
-                index: entry.index,
-                parts,
-            })?;
+            engines.apply(InputChunk { index: entry.index, parts })?;
             chunks += 1;
             bar.inc(1);
         }
@@ -217,8 +202,8 @@ pub fn run(
     }
     print_summary(&engines, settings, args.engine);
     if let Some(path) = &args.emit {
-        let file = File::create(path)
-            .map_err(|e| Error::usage(format!("cannot write {}: {e}", path.display())))?;
+        let file =
+            File::create(path).map_err(|e| Error::usage(format!("cannot write {}: {e}", path.display())))?;
         write_emit(BufWriter::new(file), &engines.detections)
             .map_err(|e| Error::usage(format!("cannot write {}: {e}", path.display())))?;
         println!(
@@ -273,11 +258,7 @@ fn print_summary(engines: &Engines, settings: &Settings, engine: EngineChoice) {
     for (pattern, n) in &per_pattern {
         println!("  {:<10} {:>10}", pattern.action_type(), thousands(*n));
     }
-    println!(
-        "  {:<10} {:>10}",
-        "total",
-        thousands(engines.detections.len() as u64)
-    );
+    println!("  {:<10} {:>10}", "total", thousands(engines.detections.len() as u64));
 }
 
 /// Reads every complete output folder under `dir` and compares its keys with the detections.
@@ -306,9 +287,7 @@ fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error
         parts.sort();
         for part in parts {
             let bytes = fs::read(&part).map_err(|e| read_error(&part, &e))?;
-            found
-                .add_part(&part.display().to_string(), &bytes)
-                .map_err(|e| Error::usage(e.to_string()))?;
+            found.add_part(&part.display().to_string(), &bytes).map_err(|e| Error::usage(e.to_string()))?;
         }
     }
     let diff = OutputDiff::new(detections, &found);
@@ -337,17 +316,11 @@ fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error
     for (p, c, m) in diff.extra.iter().take(SHOWN_DIFFERENCES) {
         println!("    {},{},{},{}", p.id(), p.action_type(), c, m);
     }
-    println!(
-        "  duplicated {:>10}",
-        thousands(diff.duplicated.len() as u64)
-    );
+    println!("  duplicated {:>10}", thousands(diff.duplicated.len() as u64));
     for ((p, c, m), n) in diff.duplicated.iter().take(SHOWN_DIFFERENCES) {
         println!("    {},{},{},{} ({n} times)", p.id(), p.action_type(), c, m);
     }
-    println!(
-        "  bad rows   {:>10}",
-        thousands(found.problems.len() as u64)
-    );
+    println!("  bad rows   {:>10}", thousands(found.problems.len() as u64));
     for p in found.problems.iter().take(SHOWN_DIFFERENCES) {
         println!("    {} line {}: {}", p.file, p.line, p.message);
     }

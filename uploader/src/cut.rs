@@ -62,14 +62,7 @@ impl<R: BufRead> ChunkCutter<R> {
         if !header.ends_with(b"\n") {
             header.push(b'\n');
         }
-        Ok(Self {
-            reader,
-            header,
-            rows_per_chunk,
-            next_index: 0,
-            bytes_read,
-            done: false,
-        })
+        Ok(Self { reader, header, rows_per_chunk, next_index: 0, bytes_read, done: false })
     }
 
     /// Bytes of the source read so far (for progress).
@@ -120,10 +113,7 @@ mod tests {
     use super::*;
 
     fn cut(text: &str, n: u64) -> Vec<SourceChunk> {
-        ChunkCutter::new(text.as_bytes(), NonZeroU64::new(n).unwrap())
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        ChunkCutter::new(text.as_bytes(), NonZeroU64::new(n).unwrap()).unwrap().map(Result::unwrap).collect()
     }
 
     #[test]
@@ -143,16 +133,9 @@ mod tests {
 
     #[test]
     fn a_wrong_header_is_refused_naming_the_expected_one() {
-        let err = ChunkCutter::new(&b"a,b\nrow\n"[..], NonZeroU64::MIN)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(TRANSACTIONS_HEADER) && err.contains("found `a,b`"),
-            "{err}"
-        );
-        let err = ChunkCutter::new(&b""[..], NonZeroU64::MIN)
-            .unwrap_err()
-            .to_string();
+        let err = ChunkCutter::new(&b"a,b\nrow\n"[..], NonZeroU64::MIN).unwrap_err().to_string();
+        assert!(err.contains(TRANSACTIONS_HEADER) && err.contains("found `a,b`"), "{err}");
+        let err = ChunkCutter::new(&b""[..], NonZeroU64::MIN).unwrap_err().to_string();
         assert!(err.contains("an empty file"), "{err}");
     }
 }

@@ -1,5 +1,11 @@
 //! Shared by the core's integration tests: run both engines over chunks given as CSV text.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 use txp_core::aggregate::ChunkAggregate;
 use txp_core::contract::{OnWrongHeader, TRANSACTIONS_HEADER, read_transactions};
@@ -38,8 +44,7 @@ pub fn incremental(thresholds: Thresholds, importance: &str, chunks: &[String]) 
     let mut engine = Engine::new(thresholds, table);
     let mut out = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
-        let aggregate =
-            ChunkAggregate::from_part(i as u64, "part-00000.csv", chunk.as_bytes()).unwrap();
+        let aggregate = ChunkAggregate::from_part(i as u64, "part-00000.csv", chunk.as_bytes()).unwrap();
         out.extend(engine.apply(&aggregate).unwrap());
     }
     out
@@ -71,14 +76,5 @@ pub fn detect(
     let a = incremental(thresholds, importance, chunks);
     let b = reference(thresholds, importance, chunks);
     assert_eq!(a, b, "the incremental and reference engines disagree");
-    a.into_iter()
-        .map(|d| {
-            (
-                d.chunk,
-                d.pattern.action_type().to_owned(),
-                d.customer,
-                d.merchant,
-            )
-        })
-        .collect()
+    a.into_iter().map(|d| (d.chunk, d.pattern.action_type().to_owned(), d.customer, d.merchant)).collect()
 }

@@ -1,0 +1,51 @@
+//! Helpers shared by the command-line tests: run `txp` in a folder of its own with a clean
+//! environment, and make small datasets.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A `txp` command run in `dir`, with no `TXP_*` variable inherited from the caller.
+pub fn txp(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_txp"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TXP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).arg("--quiet");
+    cmd
+}
+
+/// A generated dataset in `dir`: (transactions, importance).
+pub fn dataset(dir: &Path, rows: u64, seed: u64) -> (PathBuf, PathBuf) {
+    txp(dir)
+        .args(["generate", "--out", "data", "--rows", &rows.to_string(), "--seed", &seed.to_string()])
+        .assert()
+        .success();
+    (dir.join("data/transactions.csv"), dir.join("data/CustomerImportance.csv"))
+}
+
+/// Standard output of a successful command as text.
+pub fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `detections` block of `verify`'s summary: pattern lines and total.
+pub fn counts(summary: &str) -> Vec<String> {
+    summary.lines().skip_while(|l| !l.starts_with("detections")).skip(1).take(4).map(str::to_owned).collect()
+}
