@@ -316,6 +316,39 @@ pub fn is_header(line: &[u8], columns: &[&str]) -> bool {
     Fields::split(line.strip_prefix(BOM).unwrap_or(line)).matches(columns)
 }
 
+/// Calls `each` with every physical line, its ending included. A line is handed straight from
+/// the reader's buffer; only one that spans two fills of the buffer is copied (a `&[u8]` reader
+/// never copies).
+fn for_each_line<R: BufRead>(
+    mut reader: R,
+    mut each: impl FnMut(&[u8]) -> Result<(), ContractError>,
+) -> Result<(), ContractError> {
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let buffer = reader.fill_buf().map_err(|e| ContractError::Read(e.to_string()))?;
+        if buffer.is_empty() {
+            return if pending.is_empty() { Ok(()) } else { each(&pending) };
+        }
+        let consumed = match memchr::memchr(b'\n', buffer) {
+            Some(end) if pending.is_empty() => {
+                each(&buffer[..=end])?;
+                end + 1
+            }
+            Some(end) => {
+                pending.extend_from_slice(&buffer[..=end]);
+                each(&pending)?;
+                pending.clear();
+                end + 1
+            }
+            None => {
+                pending.extend_from_slice(buffer);
+                buffer.len()
+            }
+        };
+        reader.consume(consumed);
+    }
+}
+
 /// Splits a file into physical lines and fields, checks the header, and calls `on_line` with
 /// each data line's number, fields (`None` for a line of a file whose header is wrong) and text
 /// as read.
@@ -326,18 +359,12 @@ fn read_lines<R: BufRead>(
     on_wrong_header: OnWrongHeader,
     mut on_line: impl FnMut(u64, Option<&Fields<'_>>, &[u8]),
 ) -> Result<(), ContractError> {
-    let mut buffer = Vec::with_capacity(256);
     let mut number: u64 = 0;
     // None until the first line is read; then whether it was the header.
     let mut header_ok: Option<bool> = None;
-    loop {
-        buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer).map_err(|e| ContractError::Read(e.to_string()))?;
-        if read == 0 {
-            break;
-        }
+    for_each_line(reader, |physical| {
         number += 1;
-        let line = strip_line_ending(&buffer);
+        let line = strip_line_ending(physical);
         match header_ok {
             None => {
                 let ok = is_header(line, columns);
@@ -350,16 +377,15 @@ fn read_lines<R: BufRead>(
                                 found: Some(String::from_utf8_lossy(line).into_owned()),
                             });
                         }
-                        OnWrongHeader::RejectAll => {
-                            on_line(number, None, line);
-                        }
+                        OnWrongHeader::RejectAll => on_line(number, None, line),
                     }
                 }
             }
             Some(false) => on_line(number, None, line),
             Some(true) => on_line(number, Some(&Fields::split(line)), line),
         }
-    }
+        Ok(())
+    })?;
     if header_ok.is_none() && on_wrong_header == OnWrongHeader::Fail {
         return Err(ContractError::Header { expected: header, found: None });
     }
