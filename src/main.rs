@@ -8,6 +8,7 @@ use txp::interrupt::Interrupt;
 use txp::settings::Settings;
 
 fn main() -> ExitCode {
+    install_panic_message();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let interrupt = Interrupt::install();
@@ -32,4 +33,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// A panic is a bug: say so in one paragraph instead of a backtrace, and exit with code 101.
+fn install_panic_message() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        #[allow(clippy::print_stderr, reason = "the hook's only job is to tell the user")]
+        {
+            eprintln!(
+                "error: internal error{location}: {info}\n  hint: this is a bug in txp {}; please report it with the command you ran",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+    }));
 }

@@ -353,7 +353,7 @@ fn for_each_line<R: BufRead>(
 /// each data line's number, fields (`None` for a line of a file whose header is wrong) and text
 /// as read.
 fn read_lines<R: BufRead>(
-    mut reader: R,
+    reader: R,
     columns: &[&str],
     header: &'static str,
     on_wrong_header: OnWrongHeader,
