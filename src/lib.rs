@@ -8,7 +8,7 @@ pub mod interrupt;
 mod progress;
 pub mod settings;
 
-use cli::{Cli, Command, ConfigCommand};
+use cli::{Cli, Command, ConfigCommand, QueueCommand};
 use error::Error;
 use interrupt::Interrupt;
 use progress::Ui;
@@ -40,5 +40,8 @@ pub fn run(cli: Cli, settings: &Settings, interrupt: &Interrupt) -> Result<Outco
         Command::Generate(args) => commands::generate::run(&args, ui, interrupt),
         Command::Verify(args) => commands::verify::run(&args, settings, ui, interrupt),
         Command::Config(ConfigCommand::Show) => commands::config::show(settings),
+        Command::Upload(args) => commands::upload::run(&args, settings, ui, interrupt),
+        Command::Queue(QueueCommand::Setup { .. }) => commands::upload::queue_setup(settings),
+        Command::Migrate(_) => commands::upload::migrate(settings),
     }
 }

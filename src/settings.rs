@@ -10,17 +10,22 @@
 use std::fmt;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Value};
 use serde::Deserialize;
+use txp_connectors::queue::QueueSettings;
+use txp_connectors::store::S3Settings;
 use txp_core::thresholds::{Decimal6, Percent, Preset, Thresholds};
 
 use crate::error::Error;
 
 /// The settings file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "txp.toml";
+/// The embedded database: a SQLite file beside the demo's data.
+pub const DEFAULT_DATABASE: &str = "sqlite://txp-data/txp.db";
 
 /// One setting: its dotted name and what it is for.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +59,39 @@ pub const KEYS: &[Key] = &[
         help: "DEI-NEEDED: a merchant needs more female customers than this",
     },
     Key { name: "upload.chunk_rows", help: "rows per chunk when a source is cut into chunks" },
+    Key {
+        name: "upload.interval",
+        help: "time between chunks of an upload (1s, 200ms; 0: as fast as it can)",
+    },
+    Key { name: "upload.stream", help: "the stream's name: one source, one destination, one chunking" },
+    Key {
+        name: "database.url",
+        help: "the pipeline's database: sqlite://PATH (embedded) or postgres://…; also DATABASE_URL",
+    },
+    Key {
+        name: "queue.url",
+        help: "db (a queue in the database), amqp://USER:PASS@HOST:PORT/VHOST, sqs://NAME or an SQS URL",
+    },
+    Key { name: "queue.name", help: "the main queue; its dead-letter queue is NAME-dlq" },
+    Key { name: "queue.delivery_limit", help: "deliveries of a message before it is dead-lettered" },
+    Key {
+        name: "queue.visibility_timeout",
+        help: "how long a received message stays leased to its consumer",
+    },
+    Key {
+        name: "s3.endpoint_url",
+        help: "S3-compatible endpoint; empty: the AWS SDK's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)",
+    },
+    Key { name: "s3.region", help: "S3 region; empty: the AWS SDK's (AWS_REGION, profile), else us-east-1" },
+    Key {
+        name: "s3.force_path_style",
+        help: "path-style S3 addressing (http://host/bucket/key), for S3-compatible servers",
+    },
 ];
+
+/// Unprefixed environment variables that users expect to work, and the setting each stands for.
+/// They rank below the `TXP_*` variable of the same setting.
+const CONVENTIONAL_ENV: &[(&str, &str)] = &[("DATABASE_URL", "database.url")];
 
 /// The environment variable of a setting: `patterns.child.min_txns` is `TXP_PATTERNS_CHILD_MIN_TXNS`.
 pub fn env_var(key: &str) -> String {
@@ -105,6 +142,12 @@ pub struct Settings {
     pub preset: Preset,
     pub thresholds: Thresholds,
     pub chunk_rows: NonZeroU64,
+    pub interval: Duration,
+    pub stream: String,
+    pub database_url: String,
+    pub queue_url: String,
+    pub queue: QueueSettings,
+    pub s3: S3Settings,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
     pub shown: Vec<(&'static str, String, Origin)>,
 }
@@ -114,6 +157,32 @@ pub struct Settings {
 struct RawSettings {
     patterns: RawPatterns,
     upload: RawUpload,
+    database: RawDatabase,
+    queue: RawQueue,
+    s3: RawS3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    url: String,
+    name: String,
+    delivery_limit: u32,
+    visibility_timeout: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint_url: String,
+    region: String,
+    force_path_style: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +222,8 @@ struct RawDei {
 #[serde(deny_unknown_fields)]
 struct RawUpload {
     chunk_rows: u64,
+    interval: String,
+    stream: String,
 }
 
 /// A decimal setting as text, from a TOML string, integer or float.
@@ -200,11 +271,23 @@ impl<'de> Deserialize<'de> for DecimalText {
 fn defaults() -> Dict {
     let mut patterns = Dict::new();
     patterns.insert("preset".into(), Value::from(Preset::default().name()));
-    let mut upload = Dict::new();
-    upload.insert("chunk_rows".into(), Value::from(10_000_u64));
     let mut root = Dict::new();
     root.insert("patterns".into(), Value::from(patterns));
-    root.insert("upload".into(), Value::from(upload));
+    for (key, value) in [
+        ("upload.chunk_rows", Value::from(10_000_u64)),
+        ("upload.interval", Value::from("1s")),
+        ("upload.stream", Value::from("default")),
+        ("database.url", Value::from(DEFAULT_DATABASE)),
+        ("queue.url", Value::from("db")),
+        ("queue.name", Value::from("txp-chunks")),
+        ("queue.delivery_limit", Value::from(5_u64)),
+        ("queue.visibility_timeout", Value::from("60s")),
+        ("s3.endpoint_url", Value::from("")),
+        ("s3.region", Value::from("")),
+        ("s3.force_path_style", Value::from(false)),
+    ] {
+        insert(&mut root, key, value);
+    }
     root
 }
 
@@ -267,6 +350,14 @@ impl Settings {
                 })
                 .lowercase(false),
         );
+        let conventional_layer = Figment::from(
+            Env::raw()
+                .filter_map(|k| {
+                    let var = k.as_str().to_ascii_uppercase();
+                    CONVENTIONAL_ENV.iter().find(|(name, _)| *name == var).map(|(_, key)| (*key).into())
+                })
+                .lowercase(false),
+        );
         let mut flags = Dict::new();
         let mut flag_names: Vec<(&'static str, String)> = Vec::new();
         for pair in &overrides.set {
@@ -291,7 +382,10 @@ impl Settings {
         if let Some(layer) = &file_layer {
             figment = figment.merge(layer.clone());
         }
-        figment = figment.merge(env_layer.clone()).merge(Serialized::defaults(flags));
+        figment = figment
+            .merge(conventional_layer.clone())
+            .merge(env_layer.clone())
+            .merge(Serialized::defaults(flags));
         let raw: RawSettings = figment.extract().map_err(|e| settings_error(&e, file.as_deref()))?;
 
         let origin = |key: &str| -> Option<Origin> {
@@ -305,6 +399,12 @@ impl Settings {
                     env_var(key)
                 };
                 return Some(Origin::Env(var));
+            }
+            if conventional_layer.contains(key) {
+                return CONVENTIONAL_ENV
+                    .iter()
+                    .find(|(_, k)| *k == key)
+                    .map(|(var, _)| Origin::Env((*var).to_owned()));
             }
             match (&file_layer, &file) {
                 (Some(layer), Some(path)) if layer.contains(key) => Some(Origin::File(path.clone())),
@@ -357,7 +457,45 @@ impl Settings {
         let chunk_rows = NonZeroU64::new(raw.upload.chunk_rows)
             .ok_or_else(|| invalid("upload.chunk_rows", "must be at least 1".to_owned()))?;
 
-        let values: [(&str, String); 8] = [
+        let duration = |key: &str, text: &str| {
+            humantime::parse_duration(text.trim())
+                .or_else(|e| if text.trim() == "0" { Ok(Duration::ZERO) } else { Err(e) })
+                .map_err(|e| invalid(key, format!("`{text}` is not a duration such as 1s or 200ms: {e}")))
+        };
+        let interval = duration("upload.interval", &raw.upload.interval)?;
+        let visibility_timeout = duration("queue.visibility_timeout", &raw.queue.visibility_timeout)?;
+        if visibility_timeout < Duration::from_secs(1) {
+            return Err(invalid("queue.visibility_timeout", "must be at least 1s".to_owned()));
+        }
+        if raw.queue.delivery_limit == 0 {
+            return Err(invalid("queue.delivery_limit", "must be at least 1".to_owned()));
+        }
+        for (key, value) in [("upload.stream", &raw.upload.stream), ("queue.name", &raw.queue.name)] {
+            let ok = !value.is_empty()
+                && value.len() <= 72
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !ok {
+                return Err(invalid(
+                    key,
+                    format!("`{value}` must be 1 to 72 letters, digits, `-`, `_` or `.`"),
+                ));
+            }
+        }
+        let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+        let s3 = S3Settings {
+            endpoint_url: optional(&raw.s3.endpoint_url),
+            region: optional(&raw.s3.region),
+            force_path_style: raw.s3.force_path_style,
+            access_key_id: None,
+            secret_access_key: None,
+        };
+        let queue = QueueSettings {
+            name: raw.queue.name.clone(),
+            delivery_limit: raw.queue.delivery_limit,
+            visibility_timeout,
+        };
+        let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let values: [(&str, String); 18] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -366,6 +504,16 @@ impl Settings {
             ("patterns.child.max_avg_amount", thresholds.child_max_avg_amount.to_string()),
             ("patterns.dei.min_female_customers", thresholds.dei_min_female_customers.to_string()),
             ("upload.chunk_rows", chunk_rows.to_string()),
+            ("upload.interval", quoted(&raw.upload.interval)),
+            ("upload.stream", quoted(&raw.upload.stream)),
+            ("database.url", quoted(&raw.database.url)),
+            ("queue.url", quoted(&raw.queue.url)),
+            ("queue.name", quoted(&raw.queue.name)),
+            ("queue.delivery_limit", raw.queue.delivery_limit.to_string()),
+            ("queue.visibility_timeout", quoted(&raw.queue.visibility_timeout)),
+            ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
+            ("s3.region", quoted(&raw.s3.region)),
+            ("s3.force_path_style", raw.s3.force_path_style.to_string()),
         ];
         let shown = KEYS
             .iter()
@@ -379,7 +527,18 @@ impl Settings {
                 (key.name, value, origin(key.name).unwrap_or(fallback))
             })
             .collect();
-        Ok(Self { preset, thresholds, chunk_rows, shown })
+        Ok(Self {
+            preset,
+            thresholds,
+            chunk_rows,
+            interval,
+            stream: raw.upload.stream,
+            database_url: raw.database.url,
+            queue_url: raw.queue.url,
+            queue,
+            s3,
+            shown,
+        })
     }
 }
 

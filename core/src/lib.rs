@@ -14,6 +14,7 @@ pub mod engine;
 pub mod generate;
 pub mod importance;
 pub mod layout;
+pub mod message;
 mod order_stats;
 pub mod output;
 pub mod reference;

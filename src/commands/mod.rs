@@ -2,4 +2,5 @@
 
 pub mod config;
 pub mod generate;
+pub mod upload;
 pub mod verify;

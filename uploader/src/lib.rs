@@ -1,6 +1,8 @@
-//! Mechanism X, the uploader: turns a transactions source into a stream of chunks.
-//!
-//! Today it holds the cutter, which `txp verify --source` uses so that it checks exactly the
-//! chunks an upload produces; storing chunks and announcing them on a queue come with `txp upload`.
+//! Mechanism X, the uploader: turns a transactions source into a stream of chunks. The cutter
+//! (`cut`) splits a source into chunks exactly as `txp verify --source` replays them; `upload`
+//! stores each chunk in an object store and, only once it is stored, announces it with one queue
+//! message, keeping a ledger in the database so that a restarted upload resumes and a repeated
+//! one changes nothing.
 
 pub mod cut;
+pub mod upload;

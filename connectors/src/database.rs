@@ -1,0 +1,98 @@
+//! The pipeline's database: PostgreSQL (`postgres://…`) or SQLite (`sqlite://path`, the embedded
+//! default). Connecting applies missing migrations under a lock, because sea-orm's migrator takes
+//! none and replicas starting together would race: on PostgreSQL a session advisory lock, on
+//! SQLite the database file's own write lock (one process at a time writes).
+
+use std::path::Path;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement,
+};
+use txp_migration::{Migrator, MigratorTrait};
+
+/// The advisory lock key that serialises migrations (an arbitrary constant: "txpmigr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7478_706d_6967_72;
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("database {location}: {message}")]
+pub struct DatabaseError {
+    /// The URL with any password masked.
+    pub location: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// `postgres://user:pass@host/db` with the password replaced by `****`.
+pub fn mask_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let authority = &url[scheme + 3..at];
+            match authority.find(':') {
+                Some(colon) => format!("{}{}:****{}", &url[..scheme + 3], &authority[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn error(url: &str, e: &DbErr, hint: &str) -> DatabaseError {
+    DatabaseError { location: mask_url(url), message: e.to_string(), hint: hint.to_owned() }
+}
+
+/// Connects, creating an SQLite file (and its folder) when needed, and applies migrations.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DatabaseError> {
+    let mut target = url.to_owned();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| DatabaseError {
+                location: url.to_owned(),
+                message: format!("cannot create {}: {e}", parent.display()),
+                hint: "choose a writable path in --database / DATABASE_URL".to_owned(),
+            })?;
+        }
+        if !url.contains('?') {
+            target.push_str("?mode=rwc");
+        }
+    }
+    let mut options = ConnectOptions::new(target);
+    options.sqlx_logging(false).max_connections(8).min_connections(1);
+    let db = Database::connect(options).await.map_err(|e| {
+        error(
+            url,
+            &e,
+            "check that the server runs and the URL (--database, DATABASE_URL or database.url) is right",
+        )
+    })?;
+    migrate(&db).await.map_err(|e| error(url, &e, "run `txp migrate` and read its error"))?;
+    Ok(db)
+}
+
+/// Applies missing migrations, one process at a time.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    // Session-level lock on a dedicated connection, so unlock runs on the same session.
+    let lock =
+        |sql: &str| Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, [MIGRATION_LOCK.into()]);
+    let conn = db.clone();
+    conn.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
+    let result = Migrator::up(&conn, None).await;
+    conn.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(mask_url("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_url("sqlite://txp-data/txp.db"), "sqlite://txp-data/txp.db");
+    }
+}

@@ -1,0 +1,90 @@
+//! Retrying transient failures with exponential backoff. The AWS SDK retries its own calls; this
+//! is for everything else (lapin does not reconnect by itself, databases restart) and for the
+//! operations we compose from several calls.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// How long to keep trying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    pub attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { first: Duration::from_millis(100), max: Duration::from_secs(5), attempts: 8 }
+    }
+}
+
+/// Runs `op` until it succeeds, fails with an error `transient` says is final, or the attempts
+/// run out (then the last error is returned).
+pub async fn retry<T, E, F, Fut>(backoff: Backoff, transient: impl Fn(&E) -> bool, mut op: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut delay = backoff.first;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) if transient(&e) && attempt < backoff.attempts => {
+                tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "transient failure, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(backoff.max);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn retries_transient_failures_only() {
+        let calls = AtomicU32::new(0);
+        let fast = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(2), attempts: 5 };
+        let ok: Result<u32, String> = retry(
+            fast,
+            |_| true,
+            || async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n < 2 { Err("down".to_owned()) } else { Ok(n) }
+            },
+        )
+        .await;
+        assert_eq!(ok, Ok(2));
+        calls.store(0, Ordering::SeqCst);
+        let permanent: Result<u32, String> = retry(
+            fast,
+            |e: &String| e != "final",
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err("final".to_owned())
+            },
+        )
+        .await;
+        assert_eq!(permanent, Err("final".to_owned()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        calls.store(0, Ordering::SeqCst);
+        let exhausted: Result<u32, String> = retry(
+            fast,
+            |_| true,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err("down".to_owned())
+            },
+        )
+        .await;
+        assert!(exhausted.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+}

@@ -1,0 +1,96 @@
+//! The queue message that announces one stored chunk (docs/messages.md). One type, shared by the
+//! uploader that publishes it and the consumer that decodes it. Versioned: a consumer refuses a
+//! version it does not know (a permanent failure: the message goes to the dead-letter queue).
+
+use serde::{Deserialize, Serialize};
+
+/// The message version this build writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// One chunk, stored and complete (its `_SUCCESS` written), announced once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkMessage {
+    /// Always [`MESSAGE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The stream the chunk belongs to (`txp upload --stream`).
+    pub stream: String,
+    /// The chunk index: rows `index × chunk_rows + 1 ..` of the source.
+    pub chunk: u64,
+    /// Where the chunk's objects are: `s3://bucket/prefix` or `file:///absolute/folder`.
+    pub store: String,
+    /// The part files, relative to `store`, in read order (`chunk_3.csv/part-00000.csv`).
+    pub objects: Vec<String>,
+    /// The completion marker, relative to `store` (`chunk_3.csv/_SUCCESS`).
+    pub success: String,
+    /// Data rows in the chunk (header excluded).
+    pub rows: u64,
+    /// Bytes of the part files, header included.
+    pub bytes: u64,
+    /// SHA-256 of the part file, lowercase hex.
+    pub sha256: String,
+    /// When the chunk was stored (RFC 3339, UTC).
+    pub uploaded_at: String,
+}
+
+/// Why a message body could not be decoded. Both are permanent: retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("not a chunk message: {0}")]
+    Malformed(String),
+    #[error("unknown message version {0} (this build reads version {MESSAGE_VERSION})")]
+    UnknownVersion(u64),
+}
+
+impl ChunkMessage {
+    /// The JSON body.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a body, checking the version before the fields.
+    pub fn decode(body: &[u8]) -> Result<Self, MessageError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(MESSAGE_VERSION) => {}
+            Some(v) => return Err(MessageError::UnknownVersion(v)),
+            None => return Err(MessageError::Malformed("no numeric `version` field".to_owned())),
+        }
+        serde_json::from_value(value).map_err(|e| MessageError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> ChunkMessage {
+        ChunkMessage {
+            version: MESSAGE_VERSION,
+            stream: "banksim".into(),
+            chunk: 3,
+            store: "s3://bucket/streaming/input".into(),
+            objects: vec!["chunk_3.csv/part-00000.csv".into()],
+            success: "chunk_3.csv/_SUCCESS".into(),
+            rows: 10_000,
+            bytes: 1_001_234,
+            sha256: "ab".repeat(32),
+            uploaded_at: "2026-11-30T11:04:23.123Z".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(ChunkMessage::decode(&message().encode()), Ok(message()));
+    }
+
+    #[test]
+    fn refuses_other_versions_and_garbage() {
+        let body = String::from_utf8(message().encode()).unwrap().replace("\"version\":1", "\"version\":2");
+        assert_eq!(ChunkMessage::decode(body.as_bytes()), Err(MessageError::UnknownVersion(2)));
+        assert!(matches!(ChunkMessage::decode(b"{"), Err(MessageError::Malformed(_))));
+        assert!(matches!(ChunkMessage::decode(b"{\"chunk\":1}"), Err(MessageError::Malformed(_))));
+        assert!(matches!(ChunkMessage::decode(b"{\"version\":1}"), Err(MessageError::Malformed(_))));
+    }
+}

@@ -1,0 +1,13 @@
+//! The tables of the txpatterns database, as sea-orm entities (schema in `migration`). Times are
+//! stored as milliseconds since the Unix epoch (`i64`), the same on PostgreSQL and SQLite, so
+//! that comparisons such as "visible now" are plain integer comparisons in SQL.
+
+pub mod queue_message;
+pub mod stream;
+pub mod upload_ledger;
+
+pub mod prelude {
+    pub use super::queue_message::Entity as QueueMessage;
+    pub use super::stream::Entity as Stream;
+    pub use super::upload_ledger::Entity as UploadLedger;
+}

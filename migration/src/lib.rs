@@ -1,0 +1,18 @@
+//! The migrations of the txpatterns database (PostgreSQL or SQLite). `txp migrate` applies them,
+//! and every command that uses the database applies missing ones at start, under a lock:
+//! sea-orm's migrator takes none, and replicas starting together would race.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_pipeline;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261130_000001_pipeline::Migration)]
+    }
+}

@@ -1,0 +1,163 @@
+//! `txp upload`, `txp queue setup` and `txp migrate`: the commands of Mechanism X and the
+//! database they keep their ledger in. Each builds a tokio runtime of its own; the rest of the
+//! binary stays synchronous.
+
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use sea_orm::DatabaseConnection;
+use txp_connectors::database::{self, DatabaseError};
+use txp_connectors::queue::{Queue, QueueError, open_queue};
+use txp_connectors::retry::Backoff;
+use txp_connectors::source::open_source;
+use txp_connectors::store::{StoreError, open_store};
+use txp_uploader::upload::{UploadError, UploadOptions, UploadProgress, Uploader};
+
+use super::generate::thousands;
+use crate::Outcome;
+use crate::cli::UploadArgs;
+use crate::error::Error;
+use crate::interrupt::Interrupt;
+use crate::progress::Ui;
+use crate::settings::{Settings, mask_secrets};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))
+}
+
+fn database_error(e: DatabaseError) -> Error {
+    Error::usage(e.to_string()).hint(e.hint)
+}
+
+fn store_error(e: &StoreError) -> Error {
+    let error = Error::usage(e.to_string());
+    match e.hint() {
+        Some(hint) => error.hint(hint),
+        None => error.hint("check that the store is reachable, then run the same command again: it resumes"),
+    }
+}
+
+fn queue_error(e: &QueueError) -> Error {
+    let error = Error::usage(mask_secrets(&e.to_string()));
+    match e.hint() {
+        Some(hint) => error.hint(hint),
+        None => error.hint("check that the broker is reachable, then run the same command again: it resumes"),
+    }
+}
+
+fn upload_error(e: UploadError) -> Error {
+    match e {
+        UploadError::Interrupted => Error::Interrupted,
+        UploadError::Store(e) => store_error(&e),
+        UploadError::Queue(e) => queue_error(&e),
+        UploadError::Source(e) => {
+            Error::usage(e.to_string()).hint("--source takes a transactions file such as BankSim's")
+        }
+        UploadError::Conflict { .. } | UploadError::StreamMismatch { .. } => {
+            Error::usage(e.to_string()).hint("`txp upload --stream NAME` starts a new stream")
+        }
+        other => Error::usage(other.to_string()),
+    }
+}
+
+async fn connect(settings: &Settings) -> Result<DatabaseConnection, Error> {
+    database::connect(&settings.database_url).await.map_err(database_error)
+}
+
+async fn queue(settings: &Settings, db: &DatabaseConnection) -> Result<Arc<dyn Queue>, Error> {
+    open_queue(&settings.queue_url, &settings.queue, db).await.map_err(|e| queue_error(&e))
+}
+
+/// A progress bar over the source's bytes (or a counter when its size is unknown).
+#[derive(Debug)]
+struct Bar(ProgressBar);
+
+impl UploadProgress for Bar {
+    fn chunk_done(&self, chunk: u64, _rows: u64, source_bytes: u64) {
+        self.0.set_position(source_bytes);
+        self.0.set_message(format!("chunk {chunk}"));
+        tracing::info!(chunk, source_bytes, "chunk done");
+    }
+}
+
+/// Runs `txp upload`.
+pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let store = open_store(&args.to, &settings.s3).await.map_err(|e| store_error(&e))?;
+        let queue = queue(settings, &db).await?;
+        let source = open_source(&args.source, &settings.s3)
+            .await
+            .map_err(|e| Error::usage(e.to_string()).hint("check the --source path or URL"))?;
+        let bar = Bar(ui.bytes_bar(source.size.unwrap_or(0), "uploading"));
+        let uploader = Uploader {
+            options: UploadOptions {
+                stream: settings.stream.clone(),
+                source_description: source.description.clone(),
+                chunk_rows: settings.chunk_rows,
+                interval: settings.interval,
+            },
+            store,
+            queue,
+            db,
+            backoff: Backoff::default(),
+        };
+        let stop = interrupt.clone();
+        let result = uploader.run(source, &bar, &move || stop.check().is_err()).await;
+        bar.0.finish_and_clear();
+        let report = result.map_err(upload_error)?;
+        println!(
+            "stream      {} → {} via {} ({})",
+            settings.stream,
+            uploader.store.url(),
+            uploader.queue.backend(),
+            mask_secrets(&settings.queue_url)
+        );
+        println!(
+            "chunks      {} published, {} announced again, {} already done; {} rows",
+            report.published,
+            report.republished,
+            report.skipped,
+            thousands(report.rows)
+        );
+        match report.last_chunk {
+            Some(last) => println!("end         the stream ends at chunk {last} (recorded)"),
+            None => println!("end         the source has no rows: the stream is empty (recorded)"),
+        }
+        Ok(Outcome::Success)
+    })
+}
+
+/// Runs `txp queue setup`.
+pub fn queue_setup(settings: &Settings) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let queue = queue(settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let depth = queue.depth().await.map_err(|e| queue_error(&e))?;
+        println!(
+            "queue       {} and {} ready on {} ({}): {} waiting, {} in flight, {} dead letters",
+            settings.queue.name,
+            settings.queue.dlq_name(),
+            queue.backend(),
+            mask_secrets(&settings.queue_url),
+            depth.ready,
+            depth.in_flight,
+            depth.dead
+        );
+        Ok(Outcome::Success)
+    })
+}
+
+/// Runs `txp migrate`.
+pub fn migrate(settings: &Settings) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        connect(settings).await?;
+        println!("database    {}: migrations applied", mask_secrets(&settings.database_url));
+        Ok(Outcome::Success)
+    })
+}
