@@ -116,7 +116,7 @@ pub struct VerifyArgs {
     /// Rows per chunk with --source [setting upload.chunk_rows, default 10000].
     #[arg(long, value_name = "N", requires = "source")]
     pub chunk_rows: Option<u64>,
-    /// A folder of chunks in the layout of docs/patterns.md (chunk_<i>.csv/part-*.csv + _SUCCESS).
+    /// Chunks in the layout of docs/patterns.md (chunk_<i>.csv/part-*.csv + _SUCCESS): a folder or s3://BUCKET/PREFIX.
     #[arg(long, value_name = "DIR")]
     pub input: Option<PathBuf>,
     /// The importance file (Source,Target,Weight,typeTrans,fraud).
@@ -163,6 +163,10 @@ pub struct UploadArgs {
     pub stream: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// For crash tests: abort (as kill -9 would) at POINT of chunk CHUNK
+    /// (mid-object, after-store, after-confirm).
+    #[arg(long, value_name = "POINT:CHUNK", hide = true)]
+    pub crash_at: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use txp_connectors::queue::{Queue, QueueError, open_queue};
 use txp_connectors::retry::Backoff;
 use txp_connectors::source::open_source;
 use txp_connectors::store::{StoreError, open_store};
-use txp_uploader::upload::{UploadError, UploadOptions, UploadProgress, Uploader};
+use txp_uploader::upload::{CrashPoint, UploadError, UploadOptions, UploadProgress, Uploader};
 
 use super::generate::thousands;
 use crate::Outcome;
@@ -93,6 +93,15 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
         let source = open_source(&args.source, &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()).hint("check the --source path or URL"))?;
+        let crash_at = match &args.crash_at {
+            None => None,
+            Some(text) => {
+                let (point, chunk) = text.split_once(':').unwrap_or((text, "0"));
+                let point = point.parse::<CrashPoint>().map_err(Error::usage)?;
+                let chunk = chunk.parse::<u64>().map_err(|e| Error::usage(format!("--crash-at: {e}")))?;
+                Some((point, chunk))
+            }
+        };
         let bar = Bar(ui.bytes_bar(source.size.unwrap_or(0), "uploading"));
         let uploader = Uploader {
             options: UploadOptions {
@@ -100,6 +109,7 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
                 source_description: source.description.clone(),
                 chunk_rows: settings.chunk_rows,
                 interval: settings.interval,
+                crash_at,
             },
             store,
             queue,

@@ -8,10 +8,11 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use txp_connectors::store::{StoreError, open_store};
 use txp_consumer::chunk_folder::{list_chunks, read_parts};
 use txp_core::aggregate::ChunkAggregator;
 use txp_core::contract::{OnWrongHeader, read_transactions};
-use txp_core::layout::{SUCCESS, is_part_file};
+use txp_core::layout::{SUCCESS, is_part_file, parse_chunk_folder};
 use txp_core::output::{OutputDiff, OutputKeys, is_output_folder, write_emit};
 use txp_core::reference::ReferenceRow;
 use txp_core::{Detection, Engine, ImportanceTable, Pattern, ReferenceEngine, Rejection};
@@ -180,24 +181,29 @@ pub fn run(args: &VerifyArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
             thousands(settings.chunk_rows.get())
         );
     } else if let Some(input) = &args.input {
-        let listing = list_chunks(input).map_err(|e| read_error(input, &e))?;
-        let bar = ui.bar(listing.complete.len() as u64, "verifying", "chunks");
-        for entry in &listing.complete {
-            interrupt.check()?;
-            let parts = read_parts(entry).map_err(|e| read_error(&entry.path, &e))?;
-            engines.apply(InputChunk { index: entry.index, parts })?;
-            chunks += 1;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        println!(
-            "input       {}: {} complete chunks, {} incomplete (ignored)",
-            input.display(),
-            chunks,
-            listing.incomplete.len()
-        );
-        for path in listing.incomplete.iter().take(SHOWN_REJECTIONS) {
-            println!("            incomplete: {} (no {SUCCESS})", path.display());
+        let text = input.to_string_lossy();
+        if text.starts_with("s3://") {
+            replay_store(&text, settings, &mut engines, ui, interrupt)?;
+        } else {
+            let listing = list_chunks(input).map_err(|e| read_error(input, &e))?;
+            let bar = ui.bar(listing.complete.len() as u64, "verifying", "chunks");
+            for entry in &listing.complete {
+                interrupt.check()?;
+                let parts = read_parts(entry).map_err(|e| read_error(&entry.path, &e))?;
+                engines.apply(InputChunk { index: entry.index, parts })?;
+                chunks += 1;
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            println!(
+                "input       {}: {} complete chunks, {} incomplete (ignored)",
+                input.display(),
+                chunks,
+                listing.incomplete.len()
+            );
+            for path in listing.incomplete.iter().take(SHOWN_REJECTIONS) {
+                println!("            incomplete: {} (no {SUCCESS})", path.display());
+            }
         }
     }
     print_summary(&engines, settings, args.engine);
@@ -331,4 +337,54 @@ fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error
         println!("DIFFERENT: the output does not equal the reference (see above).");
         Ok(Outcome::Differences)
     }
+}
+
+/// Replays the complete chunks under an `s3://` prefix, fetching one chunk at a time.
+fn replay_store(
+    url: &str,
+    settings: &Settings,
+    engines: &mut Engines,
+    ui: Ui,
+    interrupt: &Interrupt,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))?;
+    let store_error = |e: StoreError| {
+        let hint = e.hint().unwrap_or("check the URL and that the store is reachable").to_owned();
+        Error::usage(e.to_string()).hint(hint)
+    };
+    let store = runtime.block_on(open_store(url, &settings.s3)).map_err(store_error)?;
+    let keys = runtime.block_on(store.list("")).map_err(store_error)?;
+    // chunk index -> (part keys in name order, whether _SUCCESS is there)
+    let mut folders: BTreeMap<u64, (Vec<String>, bool)> = BTreeMap::new();
+    for key in keys {
+        let Some((folder, name)) = key.split_once('/') else { continue };
+        let Some(index) = parse_chunk_folder(folder) else { continue };
+        let entry = folders.entry(index).or_default();
+        if name == SUCCESS {
+            entry.1 = true;
+        } else if is_part_file(name) {
+            entry.0.push(key.clone());
+        }
+    }
+    let complete: Vec<(u64, Vec<String>)> =
+        folders.iter().filter(|(_, (_, done))| *done).map(|(i, (parts, _))| (*i, parts.clone())).collect();
+    let incomplete = folders.len() - complete.len();
+    let bar = ui.bar(complete.len() as u64, "verifying", "chunks");
+    for (index, mut keys) in complete.iter().cloned() {
+        interrupt.check()?;
+        keys.sort();
+        let mut parts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bytes = runtime.block_on(store.get(&key)).map_err(store_error)?.unwrap_or_default();
+            parts.push((key, bytes));
+        }
+        engines.apply(InputChunk { index, parts })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("input       {url}: {} complete chunks, {incomplete} incomplete (ignored)", complete.len());
+    Ok(())
 }

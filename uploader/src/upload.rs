@@ -39,6 +39,31 @@ pub struct UploadOptions {
     pub chunk_rows: NonZeroU64,
     /// Chunk i (counted from the first one this run stores) is due at start + i × interval.
     pub interval: Duration,
+    /// For crash tests only: abort the process (as `kill -9` would) at this point of this chunk.
+    pub crash_at: Option<(CrashPoint, u64)>,
+}
+
+/// The points where a crash test stops an upload (`txp upload --crash-at POINT:CHUNK`, hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The part file is written, `_SUCCESS` is not.
+    MidObject,
+    /// The chunk is stored and recorded, its message not yet published.
+    AfterStore,
+    /// The broker confirmed the message, the ledger does not know yet.
+    AfterConfirm,
+}
+
+impl std::str::FromStr for CrashPoint {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "mid-object" => Ok(Self::MidObject),
+            "after-store" => Ok(Self::AfterStore),
+            "after-confirm" => Ok(Self::AfterConfirm),
+            _ => Err(format!("unknown crash point `{text}`: mid-object, after-store or after-confirm")),
+        }
+    }
 }
 
 /// What an upload did.
@@ -209,6 +234,14 @@ impl Uploader {
         })
     }
 
+    /// Aborts the process, with no clean-up at all, when a crash test asks for this point.
+    fn crash_if(&self, point: CrashPoint, chunk: u64) {
+        if self.options.crash_at == Some((point, chunk)) {
+            tracing::error!(?point, chunk, "crash test: aborting");
+            std::process::abort();
+        }
+    }
+
     fn conflict(&self, chunk: u64, stored: String, now: String) -> UploadError {
         UploadError::Conflict { stream: self.options.stream.clone(), chunk, stored, now }
     }
@@ -229,6 +262,7 @@ impl Uploader {
         }
         retry(self.backoff, StoreError::is_transient, || self.store.put(&part_key, chunk.bytes.clone()))
             .await?;
+        self.crash_if(CrashPoint::MidObject, chunk.index);
         retry(self.backoff, StoreError::is_transient, || self.store.put(&success_key, Vec::new())).await?;
         let message = ChunkMessage {
             version: MESSAGE_VERSION,
@@ -255,12 +289,14 @@ impl Uploader {
         }
         .insert(&self.db)
         .await?;
+        self.crash_if(CrashPoint::AfterStore, chunk.index);
         Ok(body)
     }
 
     /// Publishes a recorded message and marks it confirmed in the ledger.
     async fn publish(&self, chunk: u64, body: &str) -> Result<(), UploadError> {
         retry(self.backoff, QueueError::is_transient, || self.queue.publish(body.as_bytes())).await?;
+        self.crash_if(CrashPoint::AfterConfirm, chunk);
         let key = (self.options.stream.clone(), as_i64(chunk));
         if let Some(row) = upload_ledger::Entity::find_by_id(key).one(&self.db).await? {
             let mut row = row.into_active_model();
