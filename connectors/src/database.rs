@@ -11,7 +11,7 @@ use sea_orm::{
 use txp_migration::{Migrator, MigratorTrait};
 
 /// The advisory lock key that serialises migrations (an arbitrary constant: "txpmigr" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7478_706d_6967_72;
+const MIGRATION_LOCK: i64 = 0x0074_7870_6d69_6772;
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -33,7 +33,7 @@ where
         match op().await {
             Ok(value) => return Ok(value),
             Err(e) if transient(&e) && attempt < backoff.attempts => {
-                tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "transient failure, retrying");
+                tracing::warn!(attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %e, "transient failure, retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.max);
                 attempt += 1;

@@ -17,7 +17,7 @@ use sea_orm::DatabaseConnection;
 
 pub use amqp::AmqpQueue;
 pub use db::DbQueue;
-pub use sqs::SqsQueue;
+pub use sqs::{SqsOptions, SqsQueue};
 
 /// The queue settings every backend needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
