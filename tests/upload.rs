@@ -384,3 +384,100 @@ fn upload_to_s3_then_verify_from_s3() {
     .code(2)
     .stderr(predicate::str::contains("no-such-bucket"));
 }
+
+/// A store whose put of one key takes `delay` longer.
+#[derive(Debug)]
+struct SlowStore {
+    inner: std::sync::Arc<dyn txp_connectors::store::ObjectStore>,
+    slow_key: String,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl txp_connectors::store::ObjectStore for SlowStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), txp_connectors::store::StoreError> {
+        if key == self.slow_key {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, txp_connectors::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, txp_connectors::store::StoreError> {
+        self.inner.exists(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, txp_connectors::store::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), txp_connectors::store::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn check(&self) -> Result<(), txp_connectors::store::StoreError> {
+        self.inner.check().await
+    }
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+}
+
+#[derive(Debug)]
+struct NoProgress;
+
+impl txp_uploader::upload::UploadProgress for NoProgress {
+    fn chunk_done(&self, _chunk: u64, _rows: u64, _source_bytes: u64) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_delays_one_chunk_not_the_schedule() {
+    use txp_uploader::upload::{UploadOptions, Uploader};
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _) = dataset(dir.path(), 1_000, 2);
+    let db_url = format!("sqlite://{}", dir.path().join("txp.db").display());
+    let db = txp_connectors::database::connect(&db_url).await.unwrap();
+    let inner =
+        txp_connectors::store::open_store(dir.path().join("input").to_str().unwrap(), &Default::default())
+            .await
+            .unwrap();
+    let store = std::sync::Arc::new(SlowStore {
+        inner,
+        slow_key: "chunk_3.csv/part-00000.csv".into(),
+        delay: Duration::from_millis(300),
+    });
+    let uploader = Uploader {
+        options: UploadOptions {
+            stream: "paced".into(),
+            source_description: "test".into(),
+            chunk_rows: std::num::NonZeroU64::new(100).unwrap(),
+            interval: Duration::from_millis(200),
+            crash_at: None,
+        },
+        store,
+        queue: std::sync::Arc::new(DbQueue::new(db.clone(), queue_settings())),
+        db,
+        backoff: Default::default(),
+    };
+    let source =
+        txp_connectors::source::open_source(tx.to_str().unwrap(), &Default::default()).await.unwrap();
+    let report = uploader.run(source, &NoProgress, &|| false).await.unwrap();
+    assert_eq!(report.published, 10);
+    use sea_orm::{EntityTrait, QueryOrder};
+    let times: Vec<i64> = txp_entity::upload_ledger::Entity::find()
+        .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
+        .all(&uploader.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.stored_at_ms)
+        .collect();
+    let start = times[0];
+    // Chunk 3 is late by the store's delay; from chunk 5 on, every chunk is back on schedule.
+    assert!(times[3] - start >= 600 + 300 - 5, "{times:?}");
+    for (i, t) in times.iter().enumerate().skip(5) {
+        let (offset, due) = (t - start, 200 * i as i64);
+        assert!(
+            offset >= due - 5 && offset <= due + 150,
+            "chunk {i} at +{offset} ms, due +{due} ms: {times:?}"
+        );
+    }
+}
