@@ -565,28 +565,7 @@ fn settings_error(error: &figment::Error, file: Option<&Path>) -> Error {
     Error::usage(message).hint(hint)
 }
 
-/// Replaces the password of any `scheme://user:password@host` in a value with `****`.
-pub fn mask_secrets(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(scheme_end) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme_end + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#', ' ', '"']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
-                out.push_str("****");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use txp_connectors::redact::mask_secrets;
 
 #[cfg(test)]
 mod tests {
@@ -596,14 +575,6 @@ mod tests {
     fn env_names_follow_the_dotted_key() {
         assert_eq!(env_var("patterns.child.min_txns"), "TXP_PATTERNS_CHILD_MIN_TXNS");
         assert_eq!(env_var("upload.chunk_rows"), "TXP_UPLOAD_CHUNK_ROWS");
-    }
-
-    #[test]
-    fn masks_url_passwords_only() {
-        assert_eq!(mask_secrets("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
-        assert_eq!(mask_secrets("amqp://guest@h/"), "amqp://guest@h/");
-        assert_eq!(mask_secrets("a amqp://x:y@h b s3://k:v@b/p"), "a amqp://x:****@h b s3://k:****@b/p");
-        assert_eq!(mask_secrets("plain"), "plain");
     }
 
     #[test]

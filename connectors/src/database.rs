@@ -23,22 +23,12 @@ pub struct DatabaseError {
     pub hint: String,
 }
 
-/// `postgres://user:pass@host/db` with the password replaced by `****`.
-pub fn mask_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let authority = &url[scheme + 3..at];
-            match authority.find(':') {
-                Some(colon) => format!("{}{}:****{}", &url[..scheme + 3], &authority[..colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 fn error(url: &str, e: &DbErr, hint: &str) -> DatabaseError {
-    DatabaseError { location: mask_url(url), message: e.to_string(), hint: hint.to_owned() }
+    DatabaseError {
+        location: crate::redact::mask_secrets(url),
+        message: e.to_string(),
+        hint: hint.to_owned(),
+    }
 }
 
 /// Connects, creating an SQLite file (and its folder) when needed, and applies migrations.
@@ -83,16 +73,4 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let result = Migrator::up(&conn, None).await;
     conn.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_passwords() {
-        assert_eq!(mask_url("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
-        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(mask_url("sqlite://txp-data/txp.db"), "sqlite://txp-data/txp.db");
-    }
 }

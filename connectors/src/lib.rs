@@ -6,6 +6,7 @@
 
 pub mod database;
 pub mod queue;
+pub mod redact;
 pub mod retry;
 pub mod source;
 pub mod store;

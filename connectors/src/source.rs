@@ -11,6 +11,7 @@ use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
 use url::Url;
 
+use crate::redact::error_chain;
 use crate::store::{S3Settings, S3Store, StoreError};
 
 /// Where Google Drive answers; tests replace it with a local fake.
@@ -415,21 +416,6 @@ fn entity(name: &str) -> Option<char> {
             char::from_u32(code)
         }
     }
-}
-
-/// An error and its causes, each once, as `outer: inner: root` (reqwest's own display stops
-/// at "error sending request", which says nothing about why).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(current) = next {
-        let text = current.to_string();
-        if !parts.iter().any(|seen| seen.contains(&text)) {
-            parts.push(text);
-        }
-        next = current.source();
-    }
-    parts.join(": ")
 }
 
 /// Query parameters whose values are secrets (presigned URLs, tokens, API keys).

@@ -15,6 +15,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{ObjectStore, StoreError};
+use crate::redact::error_chain;
 
 /// The region used when nothing (settings, `AWS_REGION`, profile) names one: S3-compatible
 /// servers accept any region, and AWS redirects from this one.
@@ -335,21 +336,6 @@ where
         (None, Some(status)) if matches!(err, SdkError::ServiceError(_)) => format!("HTTP {status}"),
         _ => error_chain(err),
     }
-}
-
-/// An error and its causes, each once, as `outer: inner: root` (the SDK's own display adds a
-/// debug dump that makes messages unreadable).
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(current) = next {
-        let text = current.to_string();
-        if !parts.iter().any(|seen| seen.contains(&text)) {
-            parts.push(text);
-        }
-        next = current.source();
-    }
-    parts.join(": ")
 }
 
 /// What to check for the common permanent failures.
