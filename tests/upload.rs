@@ -275,9 +275,11 @@ fn pacing_keeps_a_fixed_schedule() {
     for (i, t) in times.iter().enumerate() {
         let offset = t - start;
         let due = 200 * i as i64;
-        // Chunk i is stored at start + i × 200 ms: never early, and within 150 ms of its time.
+        // Chunk i is stored at start + i × 200 ms, at most 150 ms late. The reference is chunk 0's
+        // stored time, which lags the schedule's start by chunk 0's own store time (tens of ms on
+        // a loaded machine), so "not early" allows that lag.
         assert!(
-            offset >= due - 5 && offset <= due + 150,
+            offset >= due - 50 && offset <= due + 150,
             "chunk {i} stored at +{offset} ms, due at +{due} ms: {times:?}"
         );
     }
@@ -472,11 +474,12 @@ async fn a_slow_store_delays_one_chunk_not_the_schedule() {
         .collect();
     let start = times[0];
     // Chunk 3 is late by the store's delay; from chunk 5 on, every chunk is back on schedule.
-    assert!(times[3] - start >= 600 + 300 - 5, "{times:?}");
+    // (The reference, chunk 0's stored time, lags the schedule's start by that chunk's store time.)
+    assert!(times[3] - start >= 600 + 300 - 50, "{times:?}");
     for (i, t) in times.iter().enumerate().skip(5) {
         let (offset, due) = (t - start, 200 * i as i64);
         assert!(
-            offset >= due - 5 && offset <= due + 150,
+            offset >= due - 50 && offset <= due + 150,
             "chunk {i} at +{offset} ms, due +{due} ms: {times:?}"
         );
     }
