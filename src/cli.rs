@@ -71,6 +71,44 @@ Examples:
 
 A restarted upload resumes after the last confirmed chunk; a finished one stores and publishes nothing.")]
     Upload(UploadArgs),
+    /// Mechanism Y: consume chunk messages, commit their aggregates, then ack (any number of processes).
+    #[command(after_help = "\
+Examples:
+  txp consume --workers 4
+  DATABASE_URL=postgres://postgres@127.0.0.1:5432/txp txp consume --queue amqp://guest:guest@127.0.0.1:5672/%2f
+  txp consume --until-idle --quarantine s3://bucket/streaming/quarantine
+
+Each chunk is committed with its idempotency record in one transaction before its message is acked;
+poison messages go to the dead-letter queue with a reason. SIGTERM finishes what is in flight, exit 0.")]
+    Consume(ConsumeArgs),
+    /// Fold committed chunks in order, evaluate the patterns and write output files exactly once.
+    #[command(after_help = "\
+Examples:
+  txp detect --output txp-data/output --importance txp-data/CustomerImportance.csv
+  txp detect --output s3://bucket/streaming/output --importance s3://bucket/CustomerImportance.csv \\
+      --shard 0 --shards 2 --database postgres://postgres@127.0.0.1:5432/txp
+
+On PostgreSQL one detector per (stream, shard) is active; a second one waits as a hot standby.")]
+    Detect(DetectArgs),
+    /// Consume and detect (every shard) in one process.
+    #[command(after_help = "\
+Example:
+  txp run --output txp-data/output --importance txp-data/CustomerImportance.csv --until-idle")]
+    Run(RunArgs),
+    /// Generate data, upload it paced, consume and detect side by side, then verify the output.
+    #[command(after_help = "\
+Examples:
+  txp demo
+  txp demo --rows 100000 --interval 200ms
+  txp demo --database postgres://postgres@127.0.0.1:5432/txp --queue amqp://guest:guest@127.0.0.1:5672/%2f
+
+Embedded defaults: SQLite under ./txp-data, chunks in a local folder, the queue in the database.")]
+    Demo(DemoArgs),
+    /// Record a chunk as lost for good (an audited empty chunk) so that the detector can go on.
+    #[command(
+        after_help = "Example:\n  txp skip --stream banksim --chunk 17 --reason 'source file truncated'"
+    )]
+    Skip(SkipArgs),
     /// Manage queues.
     #[command(
         subcommand,
@@ -125,12 +163,15 @@ pub struct VerifyArgs {
     /// Write the detections as CSV: patternId,ActionType,customerName,MerchantId,chunkIndex.
     #[arg(long, value_name = "FILE")]
     pub emit: Option<PathBuf>,
-    /// A pipeline's output folder to compare with the detections; exit 1 on any difference.
+    /// A pipeline's output (a folder or s3://BUCKET/PREFIX) to compare with the detections; exit 1 on any difference.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Which engine computes the detections; `both` runs the two and requires them to agree.
     #[arg(long, value_enum, default_value_t = EngineChoice::Incremental)]
     pub engine: EngineChoice,
+    /// A chunk recorded as lost with `txp skip`: counted as empty, as the pipeline does (repeatable).
+    #[arg(long, value_name = "I")]
+    pub skip: Vec<u64>,
 }
 
 /// The engine `verify` runs.
@@ -174,6 +215,126 @@ pub struct DatabaseArgs {
     /// The database [setting database.url, env DATABASE_URL; default sqlite://txp-data/txp.db].
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+}
+
+/// Options shared by the commands that consume.
+#[derive(Debug, Args)]
+pub struct ConsumeOptions {
+    /// The queue [setting queue.url, default db]: db, amqp://…, sqs://NAME or an SQS queue URL.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Concurrent workers in this process.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
+    /// Where rejected rows go [default: beside the input, …/input → …/quarantine].
+    #[arg(long, value_name = "DEST")]
+    pub quarantine: Option<String>,
+}
+
+/// Options shared by the commands that detect.
+#[derive(Debug, Args)]
+pub struct DetectOptions {
+    /// Where output files go: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DEST")]
+    pub output: String,
+    /// The importance file: a path or s3://BUCKET/KEY.
+    #[arg(long, value_name = "FILE")]
+    pub importance: String,
+    /// The stream [setting upload.stream, default "default"].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub consume: ConsumeOptions,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Exit 0 once the queue has nothing ready or in flight.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// For crash tests: abort at POINT of chunk CHUNK (mid-transaction, after-commit).
+    #[arg(long, value_name = "POINT:CHUNK", hide = true)]
+    pub crash_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub detect: DetectOptions,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// This detector's shard, from 0.
+    #[arg(long, value_name = "I", default_value_t = 0)]
+    pub shard: u32,
+    /// How many shards the stream's merchants are spread over.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub shards: u32,
+    /// Exit 0 once every announced chunk is folded and every file written.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// For crash tests: abort at POINT (after-state-commit:CHUNK, mid-file:FILE_ID).
+    #[arg(long, value_name = "POINT:N", hide = true)]
+    pub crash_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub consume: ConsumeOptions,
+    #[command(flatten)]
+    pub detect: DetectOptions,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Detector shards, all run by this process.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub shards: u32,
+    /// Exit 0 once the stream is announced whole, every chunk folded and every file written.
+    #[arg(long)]
+    pub until_idle: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo's folder: data, chunks, output and the embedded database.
+    #[arg(long, value_name = "DIR", default_value = "txp-data")]
+    pub dir: PathBuf,
+    /// Transactions to generate when DIR has none.
+    #[arg(long, default_value_t = txp_core::generate::DEFAULT_ROWS)]
+    pub rows: u64,
+    /// Time between chunks [setting upload.interval, default 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Where chunks go [default DIR/input]: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DEST")]
+    pub store: Option<String>,
+    /// Where output files go [default DIR/output].
+    #[arg(long, value_name = "DEST")]
+    pub output: Option<String>,
+    /// The queue [setting queue.url, default db].
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Consumer workers.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SkipArgs {
+    /// The stream [setting upload.stream].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// The chunk index to record as lost.
+    #[arg(long, value_name = "I")]
+    pub chunk: u64,
+    /// Why (kept with the record).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +393,42 @@ impl Cli {
                 database(db, &mut flags);
             }
             Command::Migrate(db) => database(db, &mut flags),
+            Command::Consume(args) => {
+                if let Some(queue) = &args.consume.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Detect(args) => {
+                if let Some(stream) = &args.detect.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Run(args) => {
+                if let Some(queue) = &args.consume.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                if let Some(stream) = &args.detect.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Demo(args) => {
+                if let Some(queue) = &args.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                if let Some(interval) = &args.interval {
+                    flags.push(("upload.interval", quoted(interval), "--interval"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Skip(args) => {
+                if let Some(stream) = &args.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
             _ => {}
         }
         Overrides { config: self.config.clone(), preset: self.preset.clone(), set: self.set.clone(), flags }

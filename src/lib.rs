@@ -43,5 +43,10 @@ pub fn run(cli: Cli, settings: &Settings, interrupt: &Interrupt) -> Result<Outco
         Command::Upload(args) => commands::upload::run(&args, settings, ui, interrupt),
         Command::Queue(QueueCommand::Setup { .. }) => commands::upload::queue_setup(settings),
         Command::Migrate(_) => commands::upload::migrate(settings),
+        Command::Consume(args) => commands::pipeline::consume(&args, settings, interrupt),
+        Command::Detect(args) => commands::pipeline::detect(&args, settings, interrupt),
+        Command::Run(args) => commands::pipeline::run(&args, settings, interrupt),
+        Command::Demo(args) => commands::pipeline::demo(&args, settings, ui, interrupt),
+        Command::Skip(args) => commands::pipeline::skip(&args, settings),
     }
 }

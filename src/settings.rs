@@ -79,6 +79,10 @@ pub const KEYS: &[Key] = &[
         help: "how long a received message stays leased to its consumer",
     },
     Key {
+        name: "output.max_wait",
+        help: "a partial output file (fewer than 50 detections) is written once its oldest has waited this long",
+    },
+    Key {
         name: "s3.endpoint_url",
         help: "S3-compatible endpoint; empty: the AWS SDK's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)",
     },
@@ -148,6 +152,8 @@ pub struct Settings {
     pub queue_url: String,
     pub queue: QueueSettings,
     pub s3: S3Settings,
+    /// `output.max_wait`.
+    pub output_max_wait: Duration,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
     pub shown: Vec<(&'static str, String, Origin)>,
 }
@@ -159,7 +165,14 @@ struct RawSettings {
     upload: RawUpload,
     database: RawDatabase,
     queue: RawQueue,
+    output: RawOutput,
     s3: RawS3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    max_wait: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +295,7 @@ fn defaults() -> Dict {
         ("queue.name", Value::from("txp-chunks")),
         ("queue.delivery_limit", Value::from(5_u64)),
         ("queue.visibility_timeout", Value::from("60s")),
+        ("output.max_wait", Value::from("5s")),
         ("s3.endpoint_url", Value::from("")),
         ("s3.region", Value::from("")),
         ("s3.force_path_style", Value::from(false)),
@@ -463,6 +477,7 @@ impl Settings {
                 .map_err(|e| invalid(key, format!("`{text}` is not a duration such as 1s or 200ms: {e}")))
         };
         let interval = duration("upload.interval", &raw.upload.interval)?;
+        let output_max_wait = duration("output.max_wait", &raw.output.max_wait)?;
         let visibility_timeout = duration("queue.visibility_timeout", &raw.queue.visibility_timeout)?;
         if visibility_timeout < Duration::from_secs(1) {
             return Err(invalid("queue.visibility_timeout", "must be at least 1s".to_owned()));
@@ -495,7 +510,7 @@ impl Settings {
             visibility_timeout,
         };
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let values: [(&str, String); 18] = [
+        let values: [(&str, String); 19] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -511,6 +526,7 @@ impl Settings {
             ("queue.name", quoted(&raw.queue.name)),
             ("queue.delivery_limit", raw.queue.delivery_limit.to_string()),
             ("queue.visibility_timeout", quoted(&raw.queue.visibility_timeout)),
+            ("output.max_wait", quoted(&raw.output.max_wait)),
             ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
             ("s3.region", quoted(&raw.s3.region)),
             ("s3.force_path_style", raw.s3.force_path_style.to_string()),
@@ -537,6 +553,7 @@ impl Settings {
             queue_url: raw.queue.url,
             queue,
             s3,
+            output_max_wait,
             shown,
         })
     }

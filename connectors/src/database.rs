@@ -13,6 +13,9 @@ use txp_migration::{Migrator, MigratorTrait};
 /// The advisory lock key that serialises migrations (an arbitrary constant: "txpmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0074_7870_6d69_6772;
 
+/// How long an SQLite writer waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("database {location}: {message}")]
@@ -49,6 +52,15 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DatabaseError> {
     }
     let mut options = ConnectOptions::new(target);
     options.sqlx_logging(false).max_connections(8).min_connections(1);
+    if url.starts_with("sqlite:") {
+        // SQLite has one writer: within a process, one connection serialises transactions (two
+        // deferred transactions upgrading to write locks would fail or wait on each other);
+        // between processes, WAL lets readers go on while one writes, and a writer waits up to
+        // the busy timeout for the lock instead of failing at once.
+        options.max_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal).busy_timeout(SQLITE_BUSY_TIMEOUT)
+        });
+    }
     let db = Database::connect(options).await.map_err(|e| {
         error(
             url,

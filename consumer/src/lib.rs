@@ -1,6 +1,16 @@
-//! Mechanism Y, the consumer: reads stored chunks and turns them into aggregates.
+//! Mechanism Y: consumers that commit chunk aggregates, and detectors that fold them in chunk
+//! order and write output files exactly once.
 //!
-//! Today it holds the reader of chunk folders in a local directory, which `txp verify --input`
-//! uses; consuming queue messages and committing aggregates come with `txp consume`.
+//! - [`consume`]: queue workers (fetch, check, aggregate, quarantine, commit, then ack);
+//! - [`chunks`]: the committed aggregates and idempotency records in the database;
+//! - [`detect`]: one detector per (stream, shard), fenced by its fold position;
+//! - [`output_files`]: output files decided in the database before they are written;
+//! - [`chunk_folder`]: chunk folders in a local directory (`txp verify --input`);
+//! - [`shutdown`]: the signal every loop watches.
 
 pub mod chunk_folder;
+pub mod chunks;
+pub mod consume;
+pub mod detect;
+pub mod output_files;
+pub mod shutdown;

@@ -18,6 +18,7 @@ pub mod message;
 mod order_stats;
 pub mod output;
 pub mod reference;
+pub mod shard;
 pub mod thresholds;
 
 /// The hash map of the hot paths: foldhash is several times faster than SipHash on short

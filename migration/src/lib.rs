@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_pipeline;
+mod m20261201_000002_consumer_detector;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -13,6 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261130_000001_pipeline::Migration)]
+        vec![
+            Box::new(m20261130_000001_pipeline::Migration),
+            Box::new(m20261201_000002_consumer_detector::Migration),
+        ]
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod generate;
+pub mod pipeline;
 pub mod upload;
 pub mod verify;

@@ -21,7 +21,7 @@ use crate::interrupt::Interrupt;
 use crate::progress::Ui;
 use crate::settings::{Settings, mask_secrets};
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -29,11 +29,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))
 }
 
-fn database_error(e: DatabaseError) -> Error {
+pub(super) fn database_error(e: DatabaseError) -> Error {
     Error::usage(e.to_string()).hint(e.hint)
 }
 
-fn store_error(e: &StoreError) -> Error {
+pub(super) fn store_error(e: &StoreError) -> Error {
     let error = Error::usage(e.to_string());
     match e.hint() {
         Some(hint) => error.hint(hint),
@@ -41,7 +41,7 @@ fn store_error(e: &StoreError) -> Error {
     }
 }
 
-fn queue_error(e: &QueueError) -> Error {
+pub(super) fn queue_error(e: &QueueError) -> Error {
     let error = Error::usage(mask_secrets(&e.to_string()));
     match e.hint() {
         Some(hint) => error.hint(hint),
@@ -64,11 +64,11 @@ fn upload_error(e: UploadError) -> Error {
     }
 }
 
-async fn connect(settings: &Settings) -> Result<DatabaseConnection, Error> {
+pub(super) async fn connect(settings: &Settings) -> Result<DatabaseConnection, Error> {
     database::connect(&settings.database_url).await.map_err(database_error)
 }
 
-async fn queue(settings: &Settings, db: &DatabaseConnection) -> Result<Arc<dyn Queue>, Error> {
+pub(super) async fn queue(settings: &Settings, db: &DatabaseConnection) -> Result<Arc<dyn Queue>, Error> {
     open_queue(&settings.queue_url, &settings.queue, db).await.map_err(|e| queue_error(&e))
 }
 

@@ -40,6 +40,8 @@ struct Engines {
     valid_rows: u64,
     rejected: Vec<(u64, String, Rejection)>,
     rejected_rows: u64,
+    /// Chunks recorded as lost: applied as empty chunks.
+    skip: std::collections::BTreeSet<u64>,
 }
 
 /// How many rejected rows the summary shows.
@@ -74,11 +76,15 @@ impl Engines {
             valid_rows: 0,
             rejected: Vec::new(),
             rejected_rows: 0,
+            skip: args.skip.iter().copied().collect(),
         })
     }
 
     /// Applies one chunk to every engine; with both, their detections must be equal.
-    fn apply(&mut self, chunk: InputChunk) -> Result<(), Error> {
+    fn apply(&mut self, mut chunk: InputChunk) -> Result<(), Error> {
+        if self.skip.contains(&chunk.index) {
+            chunk.parts.clear();
+        }
         let engine_error = |e: txp_core::engine::EngineError| Error::usage(e.to_string());
         let mut from_incremental = None;
         if let Some(engine) = &mut self.incremental {
@@ -206,6 +212,10 @@ pub fn run(args: &VerifyArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
             }
         }
     }
+    if !engines.skip.is_empty() {
+        let list: Vec<String> = engines.skip.iter().map(u64::to_string).collect();
+        println!("skipped     chunks {} counted as empty (--skip)", list.join(", "));
+    }
     print_summary(&engines, settings, args.engine);
     if let Some(path) = &args.emit {
         let file =
@@ -220,7 +230,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
     }
     let mut outcome = Outcome::Success;
     if let Some(output) = &args.output {
-        outcome = compare_output(output, &engines.detections)?;
+        outcome = compare_output(output, &engines.detections, settings)?;
     }
     println!("time        {:.2} s", started.elapsed().as_secs_f64());
     Ok(outcome)
@@ -267,8 +277,15 @@ fn print_summary(engines: &Engines, settings: &Settings, engine: EngineChoice) {
     println!("  {:<10} {:>10}", "total", thousands(engines.detections.len() as u64));
 }
 
-/// Reads every complete output folder under `dir` and compares its keys with the detections.
-fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error> {
+/// An output folder: its name, whether `_SUCCESS` is there, and its part files in name order.
+struct OutputFolder {
+    name: String,
+    complete: bool,
+    parts: Vec<(String, Vec<u8>)>,
+}
+
+/// The output folders under a local folder.
+fn output_folders_local(dir: &Path) -> Result<Vec<OutputFolder>, Error> {
     let entries = fs::read_dir(dir).map_err(|e| read_error(dir, &e))?;
     let mut folders: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -276,24 +293,88 @@ fn compare_output(dir: &Path, detections: &[Detection]) -> Result<Outcome, Error
         .filter(|(name, path)| is_output_folder(name) && path.is_dir())
         .collect();
     folders.sort();
+    let mut out = Vec::with_capacity(folders.len());
+    for (name, path) in folders {
+        let complete = path.join(SUCCESS).is_file();
+        let mut parts = Vec::new();
+        if complete {
+            let mut paths: Vec<PathBuf> = fs::read_dir(&path)
+                .map_err(|e| read_error(&path, &e))?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().is_some_and(is_part_file))
+                .map(|e| e.path())
+                .collect();
+            paths.sort();
+            for part in paths {
+                let bytes = fs::read(&part).map_err(|e| read_error(&part, &e))?;
+                parts.push((part.display().to_string(), bytes));
+            }
+        }
+        out.push(OutputFolder { name, complete, parts });
+    }
+    Ok(out)
+}
+
+/// The output folders under an `s3://` prefix.
+fn output_folders_s3(url: &str, settings: &Settings) -> Result<Vec<OutputFolder>, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))?;
+    let store_error = |e: StoreError| {
+        let hint = e.hint().unwrap_or("check the URL and that the store is reachable").to_owned();
+        Error::usage(e.to_string()).hint(hint)
+    };
+    runtime.block_on(async {
+        let store = open_store(url, &settings.s3).await.map_err(store_error)?;
+        let mut folders: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+        for key in store.list("").await.map_err(store_error)? {
+            let Some((folder, name)) = key.split_once('/') else { continue };
+            if !is_output_folder(folder) {
+                continue;
+            }
+            let entry = folders.entry(folder.to_owned()).or_default();
+            if name == SUCCESS {
+                entry.0 = true;
+            } else if is_part_file(name) {
+                entry.1.push(key.clone());
+            }
+        }
+        let mut out = Vec::with_capacity(folders.len());
+        for (name, (complete, mut keys)) in folders {
+            keys.sort();
+            let mut parts = Vec::new();
+            if complete {
+                for key in keys {
+                    let bytes = store.get(&key).await.map_err(store_error)?.unwrap_or_default();
+                    parts.push((format!("{url}/{key}"), bytes));
+                }
+            }
+            out.push(OutputFolder { name, complete, parts });
+        }
+        Ok(out)
+    })
+}
+
+/// Reads every complete output folder under `dir` (a folder or `s3://`) and compares its keys
+/// with the detections.
+fn compare_output(dir: &Path, detections: &[Detection], settings: &Settings) -> Result<Outcome, Error> {
+    let text = dir.to_string_lossy();
+    let folders = if text.starts_with("s3://") {
+        output_folders_s3(&text, settings)?
+    } else {
+        output_folders_local(dir)?
+    };
     let mut found = OutputKeys::default();
     let (mut complete, mut incomplete) = (0u64, Vec::new());
-    for (name, path) in &folders {
-        if !path.join(SUCCESS).is_file() {
-            incomplete.push(name.clone());
+    for folder in folders {
+        if !folder.complete {
+            incomplete.push(folder.name);
             continue;
         }
         complete += 1;
-        let mut parts: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(|e| read_error(path, &e))?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(is_part_file))
-            .map(|e| e.path())
-            .collect();
-        parts.sort();
-        for part in parts {
-            let bytes = fs::read(&part).map_err(|e| read_error(&part, &e))?;
-            found.add_part(&part.display().to_string(), &bytes).map_err(|e| Error::usage(e.to_string()))?;
+        for (part, bytes) in folder.parts {
+            found.add_part(&part, &bytes).map_err(|e| Error::usage(e.to_string()))?;
         }
     }
     let diff = OutputDiff::new(detections, &found);

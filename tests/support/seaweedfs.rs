@@ -19,6 +19,8 @@ const PORT_LOW: u16 = 20_000;
 const PORT_HIGH: u16 = 45_000;
 /// How long the server may take to answer S3 requests.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long it may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -52,11 +54,28 @@ impl SeaweedFs {
         panic!("SeaweedFS did not start: {last_failure}");
     }
 
-    /// Creates a bucket (SeaweedFS without `-s3.config` accepts an anonymous PUT).
+    /// Creates a bucket (SeaweedFS without `-s3.config` accepts an anonymous PUT). On a loaded
+    /// machine (CI: 2 cores, several servers at once) the first PUT can take longer than one
+    /// read timeout while the filer assigns its first volume: it is retried until
+    /// `READY_TIMEOUT`, and a retry that finds the bucket made by the earlier try is a success.
     pub fn create_bucket(&self, name: &str) {
-        let status = http_status(self.s3_port, "PUT", &format!("/{name}"))
-            .unwrap_or_else(|err| panic!("creating bucket {name}: {err}"));
-        assert_eq!(status, 200, "creating bucket {name} answered HTTP {status}");
+        let started = Instant::now();
+        let mut retried = false;
+        loop {
+            match http_status(self.s3_port, "PUT", &format!("/{name}")) {
+                Ok(200) => return,
+                Ok(409) if retried => return,
+                Ok(status) => {
+                    panic!("creating bucket {name} answered HTTP {status}; log:\n{}", tail(&self.log(), 40))
+                }
+                Err(err) if started.elapsed() < READY_TIMEOUT => {
+                    eprintln!("creating bucket {name}: {err}; trying again");
+                    retried = true;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(err) => panic!("creating bucket {name}: {err}; log:\n{}", tail(&self.log(), 40)),
+            }
+        }
     }
 
     /// The server's log so far (for failure messages).
@@ -161,7 +180,7 @@ fn is_free(port: u16) -> bool {
 /// Sends a bodiless HTTP/1.1 request to 127.0.0.1:`port` and returns the answer's status.
 fn http_status(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );

@@ -46,8 +46,13 @@ impl DbQueue {
         // Connection problems are worth a retry; anything else is a bug or a schema problem.
         let message = e.to_string();
         let location = format!("embedded queue {}", self.settings.name);
+        // Lock contention (SQLite's busy writer, PostgreSQL's deadlock victim) passes too.
+        let contention = ["database is locked", "deadlock detected", "could not serialize"]
+            .iter()
+            .any(|m| message.contains(m));
         match e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => QueueError::Transient { location, message },
+            _ if contention => QueueError::Transient { location, message },
             _ => QueueError::Permanent {
                 location,
                 message,

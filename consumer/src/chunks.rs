@@ -1,0 +1,189 @@
+//! The committed chunks in the database: the consumer writes a chunk's idempotency record and its
+//! aggregate rows in one transaction; the detector reads them back in chunk order.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
+use txp_entity::{chunk_pair, chunk_record};
+
+/// Rows per multi-row INSERT: 7 bound parameters a row stay below PostgreSQL's 65,535.
+const ROWS_PER_INSERT: usize = 5_000;
+
+/// What committing a chunk found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The record and the aggregate rows are committed.
+    Committed,
+    /// The chunk was already committed with the same content: nothing was written.
+    AlreadyCommitted,
+    /// The chunk was committed earlier with other content (or skipped for good).
+    Conflict { recorded_sha256: String, skipped_reason: Option<String> },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The recorded chunk, if any.
+pub async fn find_record<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    chunk: u64,
+) -> Result<Option<chunk_record::Model>, DbErr> {
+    chunk_record::Entity::find_by_id((stream.to_owned(), as_i64(chunk))).one(db).await
+}
+
+/// Commits a chunk's record and aggregate rows in one transaction, the record first: a
+/// concurrent commit of the same chunk conflicts on the record and writes nothing.
+pub async fn commit_chunk(
+    db: &DatabaseConnection,
+    stream: &str,
+    sha256: &str,
+    aggregate: &ChunkAggregate,
+    crash_mid_transaction: bool,
+) -> Result<CommitOutcome, DbErr> {
+    let txn = db.begin().await?;
+    let record = chunk_record::ActiveModel {
+        stream: Set(stream.to_owned()),
+        chunk_index: Set(as_i64(aggregate.index)),
+        sha256: Set(sha256.to_owned()),
+        valid_rows: Set(as_i64(aggregate.valid_rows)),
+        rejected_rows: Set(as_i64(aggregate.rejected.len() as u64)),
+        pairs: Set(as_i64(aggregate.pairs.len() as u64)),
+        skipped_reason: Set(None),
+        committed_at_ms: Set(now_ms()),
+    };
+    let inserted = chunk_record::Entity::insert(record)
+        .on_conflict(
+            OnConflict::columns([chunk_record::Column::Stream, chunk_record::Column::ChunkIndex])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await;
+    let inserted = match inserted {
+        Ok(rows) => rows,
+        Err(DbErr::RecordNotInserted) => 0,
+        Err(e) => return Err(e),
+    };
+    if inserted == 0 {
+        let existing = find_record(&txn, stream, aggregate.index).await?;
+        txn.rollback().await?;
+        return Ok(match existing {
+            Some(r) if r.sha256 == sha256 && r.skipped_reason.is_none() => CommitOutcome::AlreadyCommitted,
+            Some(r) => {
+                CommitOutcome::Conflict { recorded_sha256: r.sha256, skipped_reason: r.skipped_reason }
+            }
+            // Deleted between the two statements (pruned): nothing to add.
+            None => CommitOutcome::AlreadyCommitted,
+        });
+    }
+    for rows in aggregate.pairs.chunks(ROWS_PER_INSERT) {
+        let models = rows.iter().map(|p| chunk_pair::ActiveModel {
+            stream: Set(stream.to_owned()),
+            chunk_index: Set(as_i64(aggregate.index)),
+            merchant: Set(p.merchant.clone()),
+            customer: Set(p.customer.clone()),
+            txn_count: Set(as_i64(p.count)),
+            amount_micros: Set(p.amount_micros.to_string()),
+            genders: Set(i16::from(p.genders.bits())),
+        });
+        chunk_pair::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        if crash_mid_transaction {
+            // For kill tests: die with the transaction open, as `kill -9` would.
+            std::process::abort();
+        }
+    }
+    txn.commit().await?;
+    Ok(CommitOutcome::Committed)
+}
+
+/// Records a chunk as lost for good: an empty chunk with the reason, so that the detector can go
+/// on. Refused (returns the record) when the chunk is already committed.
+pub async fn skip_chunk(
+    db: &DatabaseConnection,
+    stream: &str,
+    chunk: u64,
+    reason: &str,
+) -> Result<Result<(), chunk_record::Model>, DbErr> {
+    let record = chunk_record::ActiveModel {
+        stream: Set(stream.to_owned()),
+        chunk_index: Set(as_i64(chunk)),
+        sha256: Set(String::new()),
+        valid_rows: Set(0),
+        rejected_rows: Set(0),
+        pairs: Set(0),
+        skipped_reason: Set(Some(reason.to_owned())),
+        committed_at_ms: Set(now_ms()),
+    };
+    let inserted = chunk_record::Entity::insert(record)
+        .on_conflict(
+            OnConflict::columns([chunk_record::Column::Stream, chunk_record::Column::ChunkIndex])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(n) if n > 0 => Ok(Ok(())),
+        Ok(_) | Err(DbErr::RecordNotInserted) => match find_record(db, stream, chunk).await? {
+            Some(existing) => Ok(Err(existing)),
+            None => Err(DbErr::RecordNotInserted),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// A committed chunk's aggregate, read back (rejected rows are in the quarantine, not here).
+/// `None` when the chunk is not committed.
+pub async fn load_chunk<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    chunk: u64,
+) -> Result<Option<ChunkAggregate>, DbErr> {
+    let Some(record) = find_record(db, stream, chunk).await? else { return Ok(None) };
+    let rows = chunk_pair::Entity::find()
+        .filter(chunk_pair::Column::Stream.eq(stream))
+        .filter(chunk_pair::Column::ChunkIndex.eq(as_i64(chunk)))
+        .order_by_asc(chunk_pair::Column::Merchant)
+        .order_by_asc(chunk_pair::Column::Customer)
+        .all(db)
+        .await?;
+    if rows.len() as u64 != u64::try_from(record.pairs).unwrap_or(0) {
+        return Err(DbErr::Custom(format!(
+            "chunk {chunk} of stream `{stream}`: {} aggregate rows, the record says {}",
+            rows.len(),
+            record.pairs
+        )));
+    }
+    let mut pairs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let amount_micros = row.amount_micros.parse::<u128>().map_err(|e| {
+            DbErr::Custom(format!("chunk {chunk}: amount `{}` is not an integer: {e}", row.amount_micros))
+        })?;
+        pairs.push(PairAggregate {
+            merchant: row.merchant,
+            customer: row.customer,
+            count: u64::try_from(row.txn_count).unwrap_or(0),
+            amount_micros,
+            genders: Genders::from_bits(u8::try_from(row.genders).unwrap_or(0)),
+        });
+    }
+    // The database's collation may order differently from Rust's byte order.
+    pairs.sort_unstable();
+    Ok(Some(ChunkAggregate {
+        index: chunk,
+        valid_rows: u64::try_from(record.valid_rows).unwrap_or(0),
+        pairs,
+        rejected: Vec::new(),
+    }))
+}

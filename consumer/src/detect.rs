@@ -1,0 +1,434 @@
+//! `txp detect`: one detector per (stream, shard). It folds the committed chunk aggregates of its
+//! merchants into the incremental engine strictly in chunk-index order, commits each chunk's new
+//! detections together with the new fold position, and writes output files exactly once.
+//!
+//! - The committed aggregates are the changelog; the engine's state is their fold, in memory.
+//!   At start it is rebuilt by folding the committed aggregates up to the recorded position
+//!   (their detections are already committed and are not emitted again).
+//! - The fold position is a fence: a fold commits only if the position is still the one it
+//!   started from, so a second detector of the same shard (a standby that took over, an
+//!   operator's mistake) can never commit a chunk twice. On PostgreSQL an advisory lock keeps
+//!   one active detector per shard and lets others wait as hot standbys.
+//! - Files: see [`crate::output_files`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+};
+use txp_connectors::store::{ObjectStore, StoreError};
+use txp_core::aggregate::ChunkAggregate;
+use txp_core::layout::{PART_FILE, SUCCESS};
+use txp_core::shard::{fnv1a64, shard_of};
+use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
+use txp_entity::{detection, detector_state, stream};
+
+use crate::chunks::{load_chunk, now_ms};
+use crate::output_files::{self, FILE_ROWS};
+use crate::shutdown::Shutdown;
+
+/// Where a crash test stops a detector (`txp detect --crash-at POINT:N`, hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorCrash {
+    /// Chunk N's detections and position are committed; no file written yet.
+    AfterStateCommit,
+    /// File N's part is written, its `_SUCCESS` is not.
+    MidFile,
+}
+
+impl std::str::FromStr for DetectorCrash {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "after-state-commit" => Ok(Self::AfterStateCommit),
+            "mid-file" => Ok(Self::MidFile),
+            _ => Err(format!("unknown crash point `{text}`: after-state-commit or mid-file")),
+        }
+    }
+}
+
+/// What one detector does.
+#[derive(Debug, Clone)]
+pub struct DetectorOptions {
+    pub stream: String,
+    pub shard: u32,
+    pub shards: u32,
+    /// SHA-256 of the importance file, recorded with the stream's shards.
+    pub importance_sha256: String,
+    /// A partial file is written once its oldest detection has waited this long.
+    pub max_wait: Duration,
+    /// How often a detector waiting for a chunk looks again.
+    pub poll: Duration,
+    /// For crash tests only.
+    pub crash_at: Option<(DetectorCrash, u64)>,
+}
+
+/// Why a detector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "stream `{stream}` is detected with another importance file (SHA-256 {recorded}; this one has {given}): use the same file, or a new stream"
+    )]
+    ImportanceMismatch { stream: String, recorded: String, given: String },
+    #[error(
+        "stream `{stream}` is detected with {recorded} shards, not {given}: every detector of a stream needs the same --shards"
+    )]
+    ShardsMismatch { stream: String, recorded: i32, given: u32 },
+    #[error("another detector advanced shard {shard} of stream `{stream}`: this one stops folding")]
+    Fenced { stream: String, shard: u32 },
+    #[error("{0}")]
+    Engine(#[from] txp_core::engine::EngineError),
+}
+
+impl DetectError {
+    /// Whether waiting and starting again may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(_) | Self::Fenced { .. } => true,
+            Self::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Chunk folded, with how many new detections.
+    Folded { chunk: u64, detections: usize },
+    /// The next chunk is not committed yet.
+    Waiting { chunk: u64 },
+}
+
+/// One shard's detector.
+#[derive(Debug)]
+pub struct Detector {
+    db: DatabaseConnection,
+    store: Arc<dyn ObjectStore>,
+    options: DetectorOptions,
+    engine: Engine,
+    /// The last chunk folded.
+    position: Option<u64>,
+    /// `YStartTime(IST)` of every file of this shard.
+    started_at_ms: i64,
+    files_written: u64,
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn shard_i32(shard: u32) -> i32 {
+    i32::try_from(shard).unwrap_or(i32::MAX)
+}
+
+impl Detector {
+    /// Opens a shard's detector: records (or checks) its importance file and shard count, then
+    /// rebuilds the engine from the committed aggregates up to the recorded position.
+    pub async fn open(
+        db: DatabaseConnection,
+        store: Arc<dyn ObjectStore>,
+        thresholds: Thresholds,
+        importance: ImportanceTable,
+        options: DetectorOptions,
+    ) -> Result<Self, DetectError> {
+        let now = now_ms();
+        let state = detector_state::ActiveModel {
+            stream: Set(options.stream.clone()),
+            shard: Set(shard_i32(options.shard)),
+            shards: Set(shard_i32(options.shards)),
+            folded_through: Set(None),
+            importance_sha256: Set(options.importance_sha256.clone()),
+            started_at_ms: Set(now),
+            updated_at_ms: Set(now),
+        };
+        let inserted = detector_state::Entity::insert(state)
+            .on_conflict(
+                OnConflict::columns([detector_state::Column::Stream, detector_state::Column::Shard])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&db)
+            .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let states = detector_state::Entity::find()
+            .filter(detector_state::Column::Stream.eq(&options.stream))
+            .all(&db)
+            .await?;
+        for s in &states {
+            if s.importance_sha256 != options.importance_sha256 {
+                return Err(DetectError::ImportanceMismatch {
+                    stream: options.stream.clone(),
+                    recorded: s.importance_sha256.clone(),
+                    given: options.importance_sha256.clone(),
+                });
+            }
+            if s.shards != shard_i32(options.shards) {
+                return Err(DetectError::ShardsMismatch {
+                    stream: options.stream.clone(),
+                    recorded: s.shards,
+                    given: options.shards,
+                });
+            }
+        }
+        let mine = states.into_iter().find(|s| s.shard == shard_i32(options.shard)).ok_or_else(|| {
+            DbErr::RecordNotFound(format!("detector_state {} {}", options.stream, options.shard))
+        })?;
+        let position = mine.folded_through.and_then(|p| u64::try_from(p).ok());
+        let mut detector = Self {
+            db,
+            store,
+            engine: Engine::new(thresholds, importance),
+            position: None,
+            started_at_ms: mine.started_at_ms,
+            options,
+            files_written: 0,
+        };
+        if let Some(last) = position {
+            for chunk in 0..=last {
+                let aggregate = detector.load(chunk).await?.unwrap_or_else(|| empty(chunk));
+                detector.engine.apply(&aggregate)?;
+            }
+            detector.position = Some(last);
+            tracing::info!(stream = %detector.options.stream, shard = detector.options.shard, folded_through = last, "detector state rebuilt");
+        }
+        Ok(detector)
+    }
+
+    /// The last chunk folded.
+    pub fn position(&self) -> Option<u64> {
+        self.position
+    }
+
+    /// The next chunk to fold.
+    pub fn next_chunk(&self) -> u64 {
+        self.position.map_or(0, |p| p + 1)
+    }
+
+    /// Files written by this process.
+    pub fn files_written(&self) -> u64 {
+        self.files_written
+    }
+
+    /// A chunk's aggregate restricted to this shard's merchants; `None` when not committed.
+    async fn load(&self, chunk: u64) -> Result<Option<ChunkAggregate>, DbErr> {
+        let Some(mut aggregate) = load_chunk(&self.db, &self.options.stream, chunk).await? else {
+            return Ok(None);
+        };
+        if self.options.shards > 1 {
+            aggregate.pairs.retain(|p| shard_of(&p.merchant, self.options.shards) == self.options.shard);
+        }
+        Ok(Some(aggregate))
+    }
+
+    /// Writes unwritten files, then folds the next chunk if it is committed.
+    pub async fn step(&mut self) -> Result<Step, DetectError> {
+        self.write_files().await?;
+        let chunk = self.next_chunk();
+        let Some(aggregate) = self.load(chunk).await? else {
+            if self.partial_due().await? {
+                self.flush().await?;
+            }
+            return Ok(Step::Waiting { chunk });
+        };
+        let found = self.engine.apply(&aggregate)?;
+        let count = found.len();
+        self.commit_fold(chunk, found).await?;
+        self.position = Some(chunk);
+        if self.options.crash_at == Some((DetectorCrash::AfterStateCommit, chunk)) {
+            std::process::abort();
+        }
+        self.write_files().await?;
+        Ok(Step::Folded { chunk, detections: count })
+    }
+
+    /// One transaction: the position moves from the one this detector holds to `chunk` (or
+    /// nothing is committed), the chunk's detections are inserted, and full files are decided.
+    async fn commit_fold(&self, chunk: u64, found: Vec<Detection>) -> Result<(), DetectError> {
+        let (stream, shard) = (&self.options.stream, shard_i32(self.options.shard));
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        let mut fence = detector_state::Entity::update_many()
+            .col_expr(detector_state::Column::FoldedThrough, Expr::value(as_i64(chunk)))
+            .col_expr(detector_state::Column::UpdatedAtMs, Expr::value(now))
+            .filter(detector_state::Column::Stream.eq(stream))
+            .filter(detector_state::Column::Shard.eq(shard));
+        fence = match self.position {
+            Some(p) => fence.filter(detector_state::Column::FoldedThrough.eq(as_i64(p))),
+            None => fence.filter(detector_state::Column::FoldedThrough.is_null()),
+        };
+        if fence.exec(&txn).await?.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(DetectError::Fenced { stream: stream.clone(), shard: self.options.shard });
+        }
+        for batch in found.chunks(2_000) {
+            let rows = batch.iter().map(|d| detection::ActiveModel {
+                stream: Set(stream.clone()),
+                pattern: Set(d.pattern.id().to_owned()),
+                customer: Set(d.customer.clone()),
+                merchant: Set(d.merchant.clone()),
+                shard: Set(shard),
+                chunk_index: Set(as_i64(d.chunk)),
+                detected_at_ms: Set(now),
+                file_id: Set(None),
+                file_row: Set(None),
+            });
+            detection::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        }
+        while output_files::pending(&txn, stream, shard).await? >= FILE_ROWS {
+            output_files::allocate_file(&txn, stream, shard, now).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a partial file is due: something pending for `max_wait` already.
+    async fn partial_due(&self) -> Result<bool, DbErr> {
+        let oldest =
+            output_files::oldest_pending_ms(&self.db, &self.options.stream, shard_i32(self.options.shard))
+                .await?;
+        let wait = i64::try_from(self.options.max_wait.as_millis()).unwrap_or(i64::MAX);
+        Ok(oldest.is_some_and(|t| now_ms().saturating_sub(t) >= wait))
+    }
+
+    /// Decides a file for every pending detection (a partial one included), then writes it.
+    pub async fn flush(&mut self) -> Result<(), DetectError> {
+        let (stream, shard) = (self.options.stream.clone(), shard_i32(self.options.shard));
+        let txn = self.db.begin().await?;
+        while output_files::allocate_file(&txn, &stream, shard, now_ms()).await?.is_some() {}
+        txn.commit().await?;
+        self.write_files().await
+    }
+
+    /// Writes every decided, unwritten file: part, then `_SUCCESS`, then the mark.
+    async fn write_files(&mut self) -> Result<(), DetectError> {
+        let files =
+            output_files::unwritten(&self.db, &self.options.stream, shard_i32(self.options.shard)).await?;
+        for file in files {
+            let rows = output_files::file_rows(&self.db, file.id).await?;
+            let bytes = output_files::file_bytes(self.started_at_ms, &rows);
+            self.store.put(&format!("{}/{PART_FILE}", file.name), bytes).await?;
+            if self.options.crash_at == Some((DetectorCrash::MidFile, u64::try_from(file.id).unwrap_or(0))) {
+                std::process::abort();
+            }
+            self.store.put(&format!("{}/{SUCCESS}", file.name), Vec::new()).await?;
+            output_files::mark_written(&self.db, file.id, now_ms()).await?;
+            self.files_written += 1;
+            tracing::info!(file = %file.name, rows = rows.len(), "output file written");
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's end is recorded and every chunk up to it is folded.
+    pub async fn folded_whole(&self) -> Result<bool, DbErr> {
+        let last = stream::Entity::find_by_id(self.options.stream.clone())
+            .one(&self.db)
+            .await?
+            .and_then(|s| s.last_chunk)
+            .and_then(|l| u64::try_from(l).ok());
+        Ok(matches!((last, self.position), (Some(last), Some(position)) if position >= last))
+    }
+
+    /// Whether every announced chunk is folded and every detection is in a written file.
+    pub async fn is_done(&self) -> Result<bool, DbErr> {
+        if !self.folded_whole().await? {
+            return Ok(false);
+        }
+        let shard = shard_i32(self.options.shard);
+        Ok(output_files::pending(&self.db, &self.options.stream, shard).await? == 0
+            && output_files::unwritten(&self.db, &self.options.stream, shard).await?.is_empty())
+    }
+
+    /// Folds until shutdown, or with `until_idle` until done. At shutdown pending detections
+    /// go into a last, partial file.
+    pub async fn run(&mut self, until_idle: bool, mut shutdown: Shutdown) -> Result<(), DetectError> {
+        let mut waiting_for = None;
+        while !shutdown.is_raised() {
+            match self.step().await? {
+                Step::Folded { chunk, detections } => {
+                    waiting_for = None;
+                    tracing::debug!(chunk, detections, shard = self.options.shard, "chunk folded");
+                }
+                Step::Waiting { chunk } => {
+                    if until_idle && self.folded_whole().await? {
+                        // Nothing more will come: the last detections go out now, in a
+                        // partial file if need be.
+                        self.flush().await?;
+                        if self.is_done().await? {
+                            return Ok(());
+                        }
+                    }
+                    if waiting_for != Some(chunk) {
+                        tracing::info!(stream = %self.options.stream, shard = self.options.shard, chunk, "waiting for chunk");
+                        waiting_for = Some(chunk);
+                    }
+                    shutdown.sleep(self.options.poll).await;
+                }
+            }
+        }
+        self.flush().await
+    }
+}
+
+fn empty(chunk: u64) -> ChunkAggregate {
+    ChunkAggregate { index: chunk, ..ChunkAggregate::default() }
+}
+
+/// The advisory lock key of a (stream, shard): a hash of both, as PostgreSQL's bigint.
+pub fn shard_lock_key(stream: &str, shard: u32) -> i64 {
+    let hash = fnv1a64(format!("txp-detector/{stream}/{shard}").as_bytes());
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// On PostgreSQL, waits until this process holds the shard's advisory lock (a hot standby until
+/// then) and returns the one-connection pool that holds it: the lock lasts as long as that
+/// connection. On SQLite returns `None` at once (one process runs the detector).
+pub async fn hold_shard_lock(
+    database_url: &str,
+    stream: &str,
+    shard: u32,
+    mut shutdown: Shutdown,
+) -> Result<Option<DatabaseConnection>, DbErr> {
+    if !database_url.starts_with("postgres") {
+        return Ok(None);
+    }
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    let conn = Database::connect(options).await?;
+    let key = shard_lock_key(stream, shard);
+    let mut announced = false;
+    loop {
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_try_advisory_lock($1) AS locked",
+                [key.into()],
+            ))
+            .await?;
+        let locked = row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false);
+        if locked {
+            if announced {
+                tracing::info!(%stream, shard, "standby took over the shard");
+            }
+            return Ok(Some(conn));
+        }
+        if !announced {
+            tracing::info!(%stream, shard, "another detector holds the shard: standing by");
+            announced = true;
+        }
+        shutdown.sleep(Duration::from_millis(500)).await;
+        if shutdown.is_raised() {
+            return Ok(None);
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! `txp consume`, `txp detect`, `txp run`, `txp demo` and `txp skip`: Mechanism Y and the demo
+//! that runs the whole pipeline on embedded defaults. Each builds its own tokio runtime; a
+//! signal (Ctrl-C, SIGTERM) raises the shutdown that every loop watches, so in-flight work is
+//! finished or released before the process exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use txp_connectors::queue::Queue;
+use txp_connectors::retry::Backoff;
+use txp_connectors::source::open_source;
+use txp_connectors::store::{ObjectStore, open_store};
+use txp_consumer::chunks::skip_chunk;
+use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
+use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
+use txp_consumer::shutdown::{self, Shutdown, ShutdownSignal};
+use txp_core::ImportanceTable;
+use txp_entity::{chunk_record, detector_state};
+use txp_uploader::upload::{UploadOptions, UploadProgress, Uploader};
+
+use super::upload::{connect, queue, queue_error, runtime, store_error};
+use crate::Outcome;
+use crate::cli::{
+    ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, RunArgs, SkipArgs,
+    VerifyArgs, Weights,
+};
+use crate::error::Error;
+use crate::interrupt::Interrupt;
+use crate::progress::Ui;
+use crate::settings::{Origin, Settings};
+
+/// Raises the shutdown signal when the process is interrupted.
+fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
+    let (signal, shutdown) = shutdown::channel();
+    let (watcher, interrupt) = (signal.clone(), interrupt.clone());
+    tokio::spawn(async move {
+        while interrupt.check().is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!("stopping: finishing the work in flight");
+        watcher.raise();
+    });
+    (signal, shutdown)
+}
+
+/// `POINT:N` of a hidden `--crash-at` flag.
+fn crash_at<P: std::str::FromStr<Err = String>>(text: Option<&String>) -> Result<Option<(P, u64)>, Error> {
+    let Some(text) = text else { return Ok(None) };
+    let (point, n) = text.split_once(':').unwrap_or((text, "0"));
+    let point = point.parse::<P>().map_err(Error::usage)?;
+    let n = n.parse::<u64>().map_err(|e| Error::usage(format!("--crash-at: {e}")))?;
+    Ok(Some((point, n)))
+}
+
+/// Reads the importance file (a path or `s3://`) and its SHA-256.
+async fn load_importance(location: &str, settings: &Settings) -> Result<(ImportanceTable, String), Error> {
+    let bytes = if location.starts_with("s3://") {
+        let source = open_source(location, &settings.s3)
+            .await
+            .map_err(|e| Error::usage(e.to_string()).hint("check the --importance URL"))?;
+        let mut bytes = Vec::new();
+        let mut reader = source.reader;
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| Error::usage(format!("cannot read {location}: {e}")))?;
+        bytes
+    } else {
+        std::fs::read(location).map_err(|e| {
+            Error::usage(format!("cannot read {location}: {e}"))
+                .hint("--importance takes a path or s3://BUCKET/KEY")
+        })?
+    };
+    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let table = ImportanceTable::read(&bytes[..]).map_err(|e| {
+        Error::usage(format!("{location}: {e}")).hint("--importance takes BankSim's CustomerImportance.csv")
+    })?;
+    Ok((table, sha256))
+}
+
+fn detect_error(e: DetectError) -> Error {
+    let hint = match &e {
+        DetectError::ImportanceMismatch { .. } | DetectError::ShardsMismatch { .. } => {
+            "a stream keeps its importance file and shard count; start a new stream with --stream"
+        }
+        _ => {
+            "check that the database and the output store are reachable, then start the detector again: it resumes"
+        }
+    };
+    Error::usage(e.to_string()).hint(hint)
+}
+
+fn consumer(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    queue: Arc<dyn Queue>,
+    options: &ConsumeOptions,
+    crash: Option<(ConsumerCrash, u64)>,
+) -> Arc<ChunkConsumer> {
+    Arc::new(ChunkConsumer::new(
+        db.clone(),
+        queue,
+        ConsumerOptions {
+            quarantine: options.quarantine.clone(),
+            s3: settings.s3.clone(),
+            fetch_backoff: Backoff::default(),
+            crash_at: crash,
+        },
+    ))
+}
+
+/// One shard: stands by for its lock (PostgreSQL), opens the detector and runs it; a transient
+/// failure (database gone, fenced by another detector) re-opens it from the committed state.
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    store: &Arc<dyn ObjectStore>,
+    importance: &(ImportanceTable, String),
+    shard: u32,
+    shards: u32,
+    until_idle: bool,
+    crash: Option<(DetectorCrash, u64)>,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let lock = hold_shard_lock(&settings.database_url, &settings.stream, shard, shutdown.clone())
+        .await
+        .map_err(|e| Error::usage(format!("database: {e}")))?;
+    if shutdown.is_raised() {
+        return Ok(());
+    }
+    let options = DetectorOptions {
+        stream: settings.stream.clone(),
+        shard,
+        shards,
+        importance_sha256: importance.1.clone(),
+        max_wait: settings.output_max_wait,
+        poll: Duration::from_millis(200),
+        crash_at: crash,
+    };
+    let mut failures = 0u32;
+    loop {
+        let opened = Detector::open(
+            db.clone(),
+            store.clone(),
+            settings.thresholds,
+            importance.0.clone(),
+            options.clone(),
+        )
+        .await;
+        let result = match opened {
+            Ok(mut detector) => detector.run(until_idle, shutdown.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if e.is_transient() && failures < 20 && !shutdown.is_raised() => {
+                failures += 1;
+                tracing::warn!(shard, error = %e, "detector failed; starting again from the committed state");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+            }
+            Err(e) => return Err(detect_error(e)),
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
+fn print_report(report: &ConsumeReport) {
+    println!(
+        "consumed    {} committed, {} duplicates acked, {} dead-lettered, {} released for retry",
+        report.committed, report.duplicates, report.dead_lettered, report.released
+    );
+}
+
+/// Runs `txp consume`.
+pub fn consume(args: &ConsumeArgs, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    let crash = crash_at::<ConsumerCrash>(args.crash_at.as_ref())?;
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let queue = queue(settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let (_signal, shutdown) = shutdown_on(interrupt);
+        let consumer = consumer(settings, &db, queue, &args.consume, crash);
+        let report = consumer
+            .run(args.consume.workers, args.until_idle, shutdown)
+            .await
+            .map_err(|e| queue_error(&e))?;
+        print_report(&report);
+        Ok(Outcome::Success)
+    })
+}
+
+/// Runs `txp detect`.
+pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    if args.shards == 0 || args.shard >= args.shards {
+        return Err(Error::usage(format!("--shard {} is not below --shards {}", args.shard, args.shards))
+            .hint("shards are numbered from 0: --shard 0 --shards 2 and --shard 1 --shards 2"));
+    }
+    let crash = crash_at::<DetectorCrash>(args.crash_at.as_ref())?;
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let store = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
+        store.check().await.map_err(|e| store_error(&e))?;
+        let importance = load_importance(&args.detect.importance, settings).await?;
+        let (_signal, shutdown) = shutdown_on(interrupt);
+        run_shard(
+            settings,
+            &db,
+            &store,
+            &importance,
+            args.shard,
+            args.shards,
+            args.until_idle,
+            crash,
+            shutdown,
+        )
+        .await?;
+        print_status(&db, settings).await;
+        Ok(Outcome::Success)
+    })
+}
+
+/// Consumers and every detector shard in this runtime, until shutdown or (with `until_idle`)
+/// until the stream is folded whole and the queue is empty.
+async fn pipeline(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    queue: Arc<dyn Queue>,
+    consume: &ConsumeOptions,
+    output: &Arc<dyn ObjectStore>,
+    importance: &(ImportanceTable, String),
+    shards: u32,
+    until_idle: bool,
+    interrupt: &Interrupt,
+) -> Result<ConsumeReport, Error> {
+    let (signal, shutdown) = shutdown_on(interrupt);
+    let (consumers_stop, consumers_shutdown) = shutdown::channel();
+    let consumer = consumer(settings, db, queue, consume, None);
+    let workers = {
+        let (consumer, mut outer) = (consumer.clone(), shutdown.clone());
+        let workers = consume.workers;
+        tokio::spawn(async move {
+            let stop = consumers_stop.clone();
+            tokio::spawn(async move {
+                outer.raised().await;
+                stop.raise();
+            });
+            consumer.run(workers, false, consumers_shutdown).await
+        })
+    };
+    let mut detectors = tokio::task::JoinSet::new();
+    for shard in 0..shards {
+        let (settings, db, output, importance, shutdown) =
+            (settings.clone(), db.clone(), output.clone(), importance.clone(), shutdown.clone());
+        detectors.spawn(async move {
+            run_shard(&settings, &db, &output, &importance, shard, shards, until_idle, None, shutdown).await
+        });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = detectors.join_next().await {
+        let outcome = joined.unwrap_or_else(|e| Err(Error::usage(format!("a detector stopped: {e}"))));
+        if outcome.is_err() && result.is_ok() {
+            result = outcome;
+            signal.raise();
+        }
+    }
+    // Detectors are done: let consumers drain what is left (redeliveries), then stop them.
+    if result.is_ok() && !shutdown.is_raised() {
+        for _ in 0..50 {
+            if consumer.queue_is_empty().await.unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    signal.raise();
+    let report = workers
+        .await
+        .map_err(|e| Error::usage(format!("the consumers stopped: {e}")))?
+        .map_err(|e| queue_error(&e))?;
+    result.map(|()| report)
+}
+
+/// Runs `txp run`.
+pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    if args.shards == 0 {
+        return Err(Error::usage("--shards must be at least 1"));
+    }
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let queue = queue(settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let output = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
+        output.check().await.map_err(|e| store_error(&e))?;
+        let importance = load_importance(&args.detect.importance, settings).await?;
+        let report = pipeline(
+            settings,
+            &db,
+            queue,
+            &args.consume,
+            &output,
+            &importance,
+            args.shards,
+            args.until_idle,
+            interrupt,
+        )
+        .await?;
+        print_report(&report);
+        print_status(&db, settings).await;
+        Ok(Outcome::Success)
+    })
+}
+
+/// Prints how far each shard of the stream got.
+async fn print_status(db: &DatabaseConnection, settings: &Settings) {
+    let committed = chunk_record::Entity::find()
+        .filter(chunk_record::Column::Stream.eq(&settings.stream))
+        .count(db)
+        .await
+        .unwrap_or(0);
+    let shards = detector_state::Entity::find()
+        .filter(detector_state::Column::Stream.eq(&settings.stream))
+        .all(db)
+        .await
+        .unwrap_or_default();
+    println!("stream      {}: {committed} chunks committed", settings.stream);
+    for s in shards {
+        let position = s.folded_through.map_or_else(|| "nothing".to_owned(), |p| format!("chunk {p}"));
+        println!("            shard {}/{}: folded through {position}", s.shard, s.shards);
+    }
+}
+
+/// Runs `txp skip`.
+pub fn skip(args: &SkipArgs, settings: &Settings) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        match skip_chunk(&db, &settings.stream, args.chunk, &args.reason)
+            .await
+            .map_err(|e| Error::usage(format!("database: {e}")))?
+        {
+            Ok(()) => {
+                println!(
+                    "skipped     chunk {} of stream {} recorded as lost for good: {}",
+                    args.chunk, settings.stream, args.reason
+                );
+                Ok(Outcome::Success)
+            }
+            Err(existing) => Err(Error::usage(format!(
+                "chunk {} of stream {} is already {}",
+                args.chunk,
+                settings.stream,
+                match existing.skipped_reason {
+                    Some(reason) => format!("skipped ({reason})"),
+                    None => format!("committed ({} valid rows)", existing.valid_rows),
+                }
+            ))
+            .hint("only a chunk that was never committed can be skipped")),
+        }
+    })
+}
+
+/// Progress of the demo's upload on its bar.
+#[derive(Debug)]
+struct DemoProgress(indicatif::ProgressBar);
+
+impl UploadProgress for DemoProgress {
+    fn chunk_done(&self, chunk: u64, _rows: u64, _source_bytes: u64) {
+        self.0.set_message(format!("uploaded chunk {chunk}"));
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Runs `txp demo`.
+pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    let dir = absolute(&args.dir);
+    let transactions = dir.join("transactions.csv");
+    let importance_path = dir.join("CustomerImportance.csv");
+    if !transactions.is_file() || !importance_path.is_file() {
+        super::generate::run(
+            &GenerateArgs { out: dir.clone(), rows: args.rows, seed: 0, weights: Weights::Amount },
+            ui,
+            interrupt,
+        )?;
+    }
+    let mut settings = settings.clone();
+    let database_is_default =
+        settings.shown.iter().any(|(key, _, origin)| *key == "database.url" && *origin == Origin::Default);
+    if database_is_default {
+        settings.database_url = format!("sqlite://{}", dir.join("txp.db").display());
+    }
+    let store_url = args.store.clone().unwrap_or_else(|| dir.join("input").display().to_string());
+    let output_url = args.output.clone().unwrap_or_else(|| dir.join("output").display().to_string());
+    let source_bytes = std::fs::read(&transactions)
+        .map_err(|e| Error::usage(format!("cannot read {}: {e}", transactions.display())))?;
+    let rows = memchr_count(&source_bytes).saturating_sub(1);
+    let chunks = rows.div_ceil(settings.chunk_rows.get());
+    drop(source_bytes);
+    println!(
+        "demo        {} rows in {chunks} chunks, one every {}; database {}, queue {}",
+        super::generate::thousands(rows),
+        humantime::format_duration(settings.interval),
+        crate::settings::mask_secrets(&settings.database_url),
+        crate::settings::mask_secrets(&settings.queue_url)
+    );
+    runtime()?.block_on(async {
+        let db = connect(&settings).await?;
+        let queue = queue(&settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let store = open_store(&store_url, &settings.s3).await.map_err(|e| store_error(&e))?;
+        store.check().await.map_err(|e| store_error(&e))?;
+        let output = open_store(&output_url, &settings.s3).await.map_err(|e| store_error(&e))?;
+        output.check().await.map_err(|e| store_error(&e))?;
+        let importance = load_importance(&importance_path.display().to_string(), &settings).await?;
+        let source = open_source(&transactions.display().to_string(), &settings.s3)
+            .await
+            .map_err(|e| Error::usage(e.to_string()))?;
+        let bar = ui.bar(chunks, "folded", "chunks");
+        let uploader = Uploader {
+            options: UploadOptions {
+                stream: settings.stream.clone(),
+                source_description: source.description.clone(),
+                chunk_rows: settings.chunk_rows,
+                interval: settings.interval,
+                crash_at: None,
+            },
+            store,
+            queue: queue.clone(),
+            db: db.clone(),
+            backoff: Backoff::default(),
+        };
+        let progress = DemoProgress(bar.clone());
+        let stop = interrupt.clone();
+        let upload = tokio::spawn(async move {
+            let stop = move || stop.check().is_err();
+            uploader.run(source, &progress, &stop).await
+        });
+        let watch = {
+            let (db, bar, stream) = (db.clone(), bar.clone(), settings.stream.clone());
+            tokio::spawn(async move {
+                loop {
+                    let folded = detector_state::Entity::find()
+                        .filter(detector_state::Column::Stream.eq(&stream))
+                        .one(&db)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.folded_through)
+                        .map_or(0, |p| u64::try_from(p + 1).unwrap_or(0));
+                    bar.set_position(folded);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        let consume = ConsumeOptions { queue: None, workers: args.workers, quarantine: None };
+        let result =
+            pipeline(&settings, &db, queue, &consume, &output, &importance, 1, true, interrupt).await;
+        watch.abort();
+        bar.finish_and_clear();
+        let uploaded = upload.await.map_err(|e| Error::usage(format!("the upload stopped: {e}")))?;
+        let report = result?;
+        let uploaded = uploaded.map_err(|e| Error::usage(e.to_string()))?;
+        println!(
+            "uploaded    {} chunks published ({} already done before)",
+            uploaded.published, uploaded.skipped
+        );
+        print_report(&report);
+        print_status(&db, &settings).await;
+        Ok::<(), Error>(())
+    })?;
+    if output_url.starts_with("s3://") || store_url.starts_with("s3://") {
+        println!(
+            "verify      run `txp verify --input {store_url} --importance {} --output {output_url}`",
+            importance_path.display()
+        );
+        return Ok(Outcome::Success);
+    }
+    super::verify::run(
+        &VerifyArgs {
+            source: None,
+            chunk_rows: None,
+            input: Some(PathBuf::from(&store_url)),
+            importance: importance_path,
+            emit: None,
+            output: Some(PathBuf::from(&output_url)),
+            engine: EngineChoice::Both,
+            skip: Vec::new(),
+        },
+        &settings,
+        ui,
+        interrupt,
+    )
+}
+
+/// Newlines in a buffer.
+fn memchr_count(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}

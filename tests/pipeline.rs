@@ -1,0 +1,434 @@
+//! Mechanism Y end to end, through the `txp` binary: upload, then consumers and detectors, then
+//! `txp verify --output` must report exact agreement. Covers several consumer processes and
+//! detector shards on PostgreSQL, `txp run` on SQLite, messages out of order, twice and held
+//! back, `kill -9` (process abort) at each commit point, poison messages with their reasons,
+//! and `txp skip`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder, Statement};
+use txp_connectors::queue::{DbQueue, Queue, QueueSettings};
+
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const ROWS: u64 = 20_000;
+const CHUNK_ROWS: &str = "1000";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+/// A fresh PostgreSQL database, dropped at the end of the test.
+struct FreshDatabase {
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    fn create() -> Self {
+        let name = format!(
+            "t_pipe_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        );
+        runtime().block_on(async {
+            let admin = Database::connect(ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (user postgres)");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        });
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Self { name, url }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            runtime().block_on(async {
+                if let Ok(admin) = Database::connect(ADMIN).await {
+                    let _ = admin
+                        .execute_raw(Statement::from_string(
+                            admin.get_database_backend(),
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        ))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A test folder with a generated dataset, and the database URL its commands use.
+struct Setup {
+    dir: tempfile::TempDir,
+    importance: PathBuf,
+    source: PathBuf,
+    database: String,
+    _pg: Option<FreshDatabase>,
+}
+
+impl Setup {
+    fn new(postgres: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, importance) = dataset(dir.path(), ROWS, 11);
+        let pg = postgres.then(FreshDatabase::create);
+        let database = match &pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("txp.db").display()),
+        };
+        Self { dir, importance, source, database, _pg: pg }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn input(&self) -> String {
+        self.path().join("input").display().to_string()
+    }
+
+    fn output(&self) -> String {
+        self.path().join("output").display().to_string()
+    }
+
+    /// `txp --preset seed … --database URL` in the test folder.
+    fn txp(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = txp(self.path());
+        cmd.args(["--preset", "seed"]).args(args).args(["--database", &self.database]);
+        cmd.timeout(Duration::from_secs(300));
+        cmd
+    }
+
+    /// The same, as a background process.
+    fn spawn(&self, args: &[&str]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_txp"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("TXP_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(self.path())
+            .args(["--quiet", "--preset", "seed"])
+            .args(args)
+            .args(["--database", &self.database])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    }
+
+    fn upload(&self, extra: &[&str]) {
+        self.txp(&["upload", "--source", self.source.to_str().unwrap(), "--to", &self.input()])
+            .args(["--interval", "0", "--chunk-rows", CHUNK_ROWS])
+            .args(extra)
+            .assert()
+            .success();
+    }
+
+    fn detect_args(&self) -> Vec<String> {
+        vec!["--output".into(), self.output(), "--importance".into(), self.importance.display().to_string()]
+    }
+
+    /// `txp verify --input … --output …` (with `--skip` chunks): its exit code and output.
+    fn verify(&self, skip: &[u64]) -> (i32, String) {
+        let mut cmd = txp(self.path());
+        cmd.args(["--preset", "seed", "verify", "--input", &self.input(), "--output", &self.output()]);
+        cmd.args(["--importance", self.importance.to_str().unwrap(), "--engine", "both"]);
+        for s in skip {
+            cmd.args(["--skip", &s.to_string()]);
+        }
+        let out = cmd.output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn assert_verified(&self, skip: &[u64]) {
+        let (code, text) = self.verify(skip);
+        assert_eq!(code, 0, "verify did not agree:\n{text}");
+        assert!(text.contains("OK: the output equals the reference exactly."), "{text}");
+        let detections = counts(&text);
+        assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
+    }
+
+    /// Every output file: at most 50 rows each, and how many files.
+    fn output_files(&self) -> usize {
+        let mut files = 0;
+        for entry in std::fs::read_dir(self.output()).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(path.join("part-00000.csv")).unwrap();
+            assert!(path.join("_SUCCESS").is_file(), "{}", path.display());
+            let rows = text.lines().count() - 1;
+            assert!((1..=50).contains(&rows), "{} has {rows} rows", path.display());
+            files += 1;
+        }
+        files
+    }
+
+    /// The embedded queue of this setup's database.
+    fn queue(&self, name: &str) -> (tokio::runtime::Runtime, DbQueue, DatabaseConnection) {
+        let rt = runtime();
+        let db = rt.block_on(txp_connectors::database::connect(&self.database)).unwrap();
+        let settings = QueueSettings {
+            name: name.to_owned(),
+            delivery_limit: 5,
+            visibility_timeout: Duration::from_secs(60),
+        };
+        (rt, DbQueue::new(db.clone(), settings), db)
+    }
+
+    /// The message bodies the uploader recorded, in chunk order.
+    fn recorded_messages(&self) -> Vec<String> {
+        let (rt, _, db) = self.queue("unused");
+        rt.block_on(async {
+            txp_entity::upload_ledger::Entity::find()
+                .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| row.message)
+                .collect()
+        })
+    }
+}
+
+fn wait_success(mut child: Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                status.success(),
+                "{what}: {status}\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_on_sqlite_writes_every_detection_once() {
+    let setup = Setup::new(false);
+    setup.upload(&[]);
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = stdout(&mut setup.txp(&args));
+    assert!(out.contains("20 committed"), "{out}");
+    assert!(out.contains("shard 0/1: folded through chunk 19"), "{out}");
+    assert!(setup.output_files() >= 2);
+    setup.assert_verified(&[]);
+    // Running again changes nothing: every chunk is committed and folded.
+    let before = setup.output_files();
+    stdout(&mut setup.txp(&args));
+    assert_eq!(setup.output_files(), before);
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn three_consumers_and_two_shards_on_postgres() {
+    let setup = Setup::new(true);
+    setup.upload(&[]);
+    let consumers: Vec<Child> =
+        (0..3).map(|_| setup.spawn(&["consume", "--until-idle", "--workers", "2"])).collect();
+    let detectors: Vec<Child> = (0..2)
+        .map(|shard| {
+            let mut args =
+                vec!["detect".to_owned(), "--until-idle".to_owned(), "--shards".into(), "2".into()];
+            args.extend(["--shard".to_owned(), shard.to_string()]);
+            args.extend(setup.detect_args());
+            setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    for c in consumers {
+        wait_success(c, "consumer");
+    }
+    for d in detectors {
+        wait_success(d, "detector");
+    }
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn out_of_order_duplicated_and_held_back_messages() {
+    let setup = Setup::new(true);
+    // Store every chunk, announcing it on a queue nobody consumes; then publish the recorded
+    // bodies to the real queue ourselves: shuffled, some twice, one held back.
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    assert_eq!(bodies.len(), 20);
+    let (rt, queue, _db) = setup.queue("txp-chunks");
+    let mut order: Vec<usize> = (0..bodies.len()).filter(|i| *i != 7).collect();
+    // A fixed permutation: reversed halves, interleaved.
+    order.reverse();
+    order.rotate_left(5);
+    rt.block_on(async {
+        for i in &order {
+            queue.publish(bodies[*i].as_bytes()).await.unwrap();
+        }
+        for i in [0, 3, 19] {
+            queue.publish(bodies[i].as_bytes()).await.unwrap();
+        }
+    });
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    let run = setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The detector folds 0..=6 and waits for 7.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let position = rt.block_on(async {
+            txp_entity::detector_state::Entity::find()
+                .all(&_db)
+                .await
+                .unwrap()
+                .first()
+                .and_then(|s| s.folded_through)
+        });
+        if position == Some(6) {
+            break;
+        }
+        assert!(position.is_none_or(|p| p < 7), "folded past the held-back chunk: {position:?}");
+        assert!(Instant::now() < deadline, "the detector never reached chunk 6: {position:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    rt.block_on(queue.publish(bodies[7].as_bytes())).unwrap();
+    wait_success(run, "txp run");
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn kill_9_at_each_commit_point_then_restart() {
+    let setup = Setup::new(true);
+    setup.upload(&[]);
+    let detect = setup.detect_args();
+    let detect: Vec<&str> = detect.iter().map(String::as_str).collect();
+    let crash = |args: &[&str]| {
+        let out = setup.txp(args).output().unwrap();
+        assert!(!out.status.success(), "expected an abort: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A consumer dies mid-transaction at chunk 2, another between commit and ack at chunk 5.
+    // Leases of 2 s, so that what a dead consumer held comes back soon.
+    let lease = ["--set", "queue.visibility_timeout=2s"];
+    crash(&["consume", "--workers", "1", "--crash-at", "mid-transaction:2", lease[0], lease[1]]);
+    crash(&["consume", "--workers", "1", "--crash-at", "after-commit:5", lease[0], lease[1]]);
+    // A detector dies between its state commit and the file write, then mid-file.
+    let mut args = vec!["detect", "--crash-at", "after-state-commit:1"];
+    args.extend(&detect);
+    crash(&args);
+    // The chunks the dead consumers held come back once their leases end.
+    stdout(&mut setup.txp(&["consume", "--until-idle", "--workers", "2", lease[0], lease[1]]));
+    // Dies after writing the part of file 2 (if that file is still unwritten by now), before
+    // its `_SUCCESS`.
+    let mut args = vec!["detect", "--until-idle", "--crash-at", "mid-file:2"];
+    args.extend(&detect);
+    let _ = setup.txp(&args).output().unwrap();
+    let mut args = vec!["detect", "--until-idle"];
+    args.extend(&detect);
+    stdout(&mut setup.txp(&args));
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letter_queue_and_skip_lets_the_run_finish() {
+    let setup = Setup::new(false);
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    let wrong_sha = bodies[4].replace("\"sha256\":\"", "\"sha256\":\"00");
+    let wrong_sha = {
+        // Keep 64 hex digits: replace the first two.
+        let at = wrong_sha.find("\"sha256\":\"00").unwrap() + 12;
+        format!("{}{}", &wrong_sha[..at], &wrong_sha[at + 2..])
+    };
+    let unknown_version = bodies[5].replace("\"version\":1", "\"version\":9");
+    let missing_object = bodies[6].replace("part-00000.csv", "part-00009.csv");
+    rt.block_on(async {
+        for (i, body) in bodies.iter().enumerate() {
+            if !(4..=6).contains(&i) {
+                queue.publish(body.as_bytes()).await.unwrap();
+            }
+        }
+        for body in [&wrong_sha, &unknown_version, &missing_object] {
+            queue.publish(body.as_bytes()).await.unwrap();
+        }
+        queue.publish(b"not json").await.unwrap();
+    });
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    let reasons: Vec<String> = rt.block_on(async {
+        txp_entity::queue_message::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.dead_reason)
+            .collect()
+    });
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    for expected in ["sha256 mismatch", "unknown message version 9", "object missing", "not a chunk message"]
+    {
+        assert!(reasons.iter().any(|r| r.contains(expected)), "no `{expected}` in {reasons:?}");
+    }
+    // Chunk 4 is fixed by publishing its right message; 5 and 6 are lost for good.
+    rt.block_on(queue.publish(bodies[4].as_bytes())).unwrap();
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    for chunk in ["5", "6"] {
+        stdout(&mut setup.txp(&["skip", "--chunk", chunk, "--reason", "lost in a test"]));
+    }
+    let refused = setup.txp(&["skip", "--chunk", "4", "--reason", "x"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let mut args = vec!["detect".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    setup.assert_verified(&[5, 6]);
+    let (code, text) = setup.verify(&[]);
+    assert_eq!(code, 1, "without the same skip verify must disagree:\n{text}");
+}
+
+#[test]
+fn bad_rows_are_quarantined_once_with_their_reasons() {
+    let setup = Setup::new(false);
+    // Break three rows of the source: a bad amount, a wrong field count, an empty line.
+    let text = std::fs::read_to_string(&setup.source).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[10] = lines[10].rsplit_once(',').map(|(a, _)| a.to_owned()).unwrap();
+    lines[1500] = lines[1500].replace(",0", ",x").replacen('.', "..", 1);
+    lines[2500] = String::new();
+    std::fs::write(&setup.source, lines.join("\n") + "\n").unwrap();
+    setup.upload(&[]);
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let quarantine = setup.path().join("quarantine");
+    let mut files: Vec<String> = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, vec!["chunk_0.csv", "chunk_1.csv", "chunk_2.csv"]);
+    let all: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(quarantine.join(f)).unwrap();
+            text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(all[0].starts_with("0,chunk_0.csv/part-00000.csv,11,"), "{}", all[0]);
+    assert!(all[1].starts_with("1,chunk_1.csv/part-00000.csv,501,"), "{}", all[1]);
+    assert!(all[2].starts_with("2,chunk_2.csv/part-00000.csv,501,"), "{}", all[2]);
+    setup.assert_verified(&[]);
+}
