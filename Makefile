@@ -21,11 +21,11 @@ build: check-rust
 
 # The main job, on embedded defaults (no server): generate the dataset once, then replay it in
 # 10,000-row chunks through both engines and print the detections per pattern.
+# The whole pipeline on embedded defaults (SQLite, local folder, the queue in the database):
+# generate once, upload paced, consume and detect side by side, then verify the output.
+INTERVAL ?= 500ms
 demo: build
-	@if [ ! -f $(DATA)/transactions.csv ] || [ ! -f $(DATA)/CustomerImportance.csv ]; then \
-	  $(TXP) generate --out $(DATA); \
-	fi
-	$(TXP) verify --source $(DATA)/transactions.csv --importance $(DATA)/CustomerImportance.csv --engine both
+	$(TXP) demo --dir $(DATA) --interval $(INTERVAL)
 
 fmt: check-rust
 	$(CARGO) fmt --all

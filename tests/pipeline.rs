@@ -6,6 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 mod common;
+mod support {
+    pub mod moto;
+    pub mod seaweedfs;
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,6 +74,12 @@ struct Setup {
     importance: PathBuf,
     source: PathBuf,
     database: String,
+    /// Where chunks and output files go: local folders unless a test points them at S3.
+    input: String,
+    output: String,
+    /// Global flags and environment of every command (queue, S3 endpoint, credentials).
+    global: Vec<String>,
+    env: Vec<(String, String)>,
     _pg: Option<FreshDatabase>,
 }
 
@@ -82,7 +92,43 @@ impl Setup {
             Some(pg) => pg.url.clone(),
             None => format!("sqlite://{}", dir.path().join("txp.db").display()),
         };
-        Self { dir, importance, source, database, _pg: pg }
+        let input = dir.path().join("input").display().to_string();
+        let output = dir.path().join("output").display().to_string();
+        Self {
+            dir,
+            importance,
+            source,
+            database,
+            input,
+            output,
+            global: Vec::new(),
+            env: Vec::new(),
+            _pg: pg,
+        }
+    }
+
+    /// Chunks and output files on this S3 server's bucket `pipe` instead of local folders.
+    fn on_s3(&mut self, server: &support::seaweedfs::SeaweedFs) {
+        server.create_bucket("pipe");
+        self.input = "s3://pipe/streaming/input".to_owned();
+        self.output = "s3://pipe/streaming/output".to_owned();
+        self.global.extend(["--set".to_owned(), format!("s3.endpoint_url={}", server.endpoint)]);
+        self.global.extend(["--set".to_owned(), "s3.force_path_style=true".to_owned()]);
+        self.credentials();
+    }
+
+    /// Messages on this queue URL (named `name`) instead of the embedded queue.
+    fn on_queue(&mut self, url: &str, name: &str) {
+        self.global.extend(["--set".to_owned(), format!("queue.url={url}")]);
+        self.global.extend(["--set".to_owned(), format!("queue.name={name}")]);
+    }
+
+    fn credentials(&mut self) {
+        for (k, v) in
+            [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")]
+        {
+            self.env.push((k.to_owned(), v.to_owned()));
+        }
     }
 
     fn path(&self) -> &Path {
@@ -90,17 +136,18 @@ impl Setup {
     }
 
     fn input(&self) -> String {
-        self.path().join("input").display().to_string()
+        self.input.clone()
     }
 
     fn output(&self) -> String {
-        self.path().join("output").display().to_string()
+        self.output.clone()
     }
 
     /// `txp --preset seed … --database URL` in the test folder.
     fn txp(&self, args: &[&str]) -> assert_cmd::Command {
         let mut cmd = txp(self.path());
-        cmd.args(["--preset", "seed"]).args(args).args(["--database", &self.database]);
+        cmd.args(["--preset", "seed"]).args(&self.global).args(args).args(["--database", &self.database]);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.timeout(Duration::from_secs(300));
         cmd
     }
@@ -115,6 +162,8 @@ impl Setup {
         }
         cmd.current_dir(self.path())
             .args(["--quiet", "--preset", "seed"])
+            .args(&self.global)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .args(["--database", &self.database])
             .stdout(Stdio::piped())
@@ -137,7 +186,8 @@ impl Setup {
     /// `txp verify --input … --output …` (with `--skip` chunks): its exit code and output.
     fn verify(&self, skip: &[u64]) -> (i32, String) {
         let mut cmd = txp(self.path());
-        cmd.args(["--preset", "seed", "verify", "--input", &self.input(), "--output", &self.output()]);
+        cmd.args(["--preset", "seed"]).args(&self.global).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(["verify", "--input", &self.input(), "--output", &self.output()]);
         cmd.args(["--importance", self.importance.to_str().unwrap(), "--engine", "both"]);
         for s in skip {
             cmd.args(["--skip", &s.to_string()]);
@@ -235,16 +285,15 @@ fn run_on_sqlite_writes_every_detection_once() {
     setup.assert_verified(&[]);
 }
 
-#[test]
-fn three_consumers_and_two_shards_on_postgres() {
-    let setup = Setup::new(true);
+/// Uploads, then runs `consumers` consumer processes and `shards` detector processes until idle.
+fn consumers_and_shards(setup: &Setup, consumers: usize, shards: u32) {
     setup.upload(&[]);
     let consumers: Vec<Child> =
-        (0..3).map(|_| setup.spawn(&["consume", "--until-idle", "--workers", "2"])).collect();
-    let detectors: Vec<Child> = (0..2)
+        (0..consumers).map(|_| setup.spawn(&["consume", "--until-idle", "--workers", "2"])).collect();
+    let detectors: Vec<Child> = (0..shards)
         .map(|shard| {
             let mut args =
-                vec!["detect".to_owned(), "--until-idle".to_owned(), "--shards".into(), "2".into()];
+                vec!["detect".to_owned(), "--until-idle".to_owned(), "--shards".into(), shards.to_string()];
             args.extend(["--shard".to_owned(), shard.to_string()]);
             args.extend(setup.detect_args());
             setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -256,8 +305,51 @@ fn three_consumers_and_two_shards_on_postgres() {
     for d in detectors {
         wait_success(d, "detector");
     }
-    setup.output_files();
     setup.assert_verified(&[]);
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+#[test]
+fn rabbitmq_and_s3_with_three_consumers_and_two_shards() {
+    let server = support::seaweedfs::SeaweedFs::start();
+    let mut setup = Setup::new(true);
+    setup.on_s3(&server);
+    let name = unique("txp-pipe");
+    setup.on_queue("amqp://guest:guest@127.0.0.1:5672/%2f", &name);
+    consumers_and_shards(&setup, 3, 2);
+    // And one consumer with one shard on the same data, as a second stream.
+    setup.global.extend(["--set".to_owned(), "upload.stream=second".to_owned()]);
+    setup.output = "s3://pipe/streaming/output-second".to_owned();
+    consumers_and_shards(&setup, 1, 1);
+}
+
+#[test]
+fn sqs_and_a_local_folder_with_three_consumers_and_two_shards() {
+    let moto = support::moto::start();
+    let mut setup = Setup::new(true);
+    setup.credentials();
+    setup.env.push(("AWS_ENDPOINT_URL_SQS".to_owned(), moto.endpoint.clone()));
+    setup.on_queue("sqs://txp-pipe", "txp-pipe");
+    consumers_and_shards(&setup, 3, 2);
+    setup.output_files();
+}
+
+#[test]
+fn three_consumers_and_two_shards_on_postgres() {
+    let setup = Setup::new(true);
+    consumers_and_shards(&setup, 3, 2);
+    setup.output_files();
+}
+
+#[test]
+fn one_consumer_and_one_shard_on_postgres() {
+    let setup = Setup::new(true);
+    consumers_and_shards(&setup, 1, 1);
+    setup.output_files();
 }
 
 #[test]

@@ -9,8 +9,9 @@ use sea_orm::{
 use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
 use txp_entity::{chunk_pair, chunk_record};
 
-/// Rows per multi-row INSERT: 7 bound parameters a row stay below PostgreSQL's 65,535.
-const ROWS_PER_INSERT: usize = 5_000;
+/// Rows per multi-row INSERT: 7 bound parameters a row must stay below SQLite's limit of
+/// 32,766 (and PostgreSQL's 65,535).
+const ROWS_PER_INSERT: usize = 4_000;
 
 /// What committing a chunk found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,76 @@
+//! Committed chunks on SQLite and PostgreSQL: a chunk with more pairs than one multi-row INSERT
+//! can bind round-trips exactly; a second commit of the same chunk writes nothing; other content
+//! under the same index is a conflict; a skipped chunk cannot be committed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use txp_consumer::chunks::{CommitOutcome, commit_chunk, load_chunk, skip_chunk};
+use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
+
+/// A chunk with `pairs` distinct pairs and amounts beyond 64 bits.
+fn big_chunk(index: u64, pairs: usize) -> ChunkAggregate {
+    let mut out: Vec<PairAggregate> = (0..pairs)
+        .map(|i| PairAggregate {
+            merchant: format!("'M{}'", i % 50),
+            customer: format!("'C{i}'"),
+            count: 1 + (i as u64 % 7),
+            amount_micros: u128::from(u64::MAX) * 3 + i as u128,
+            genders: Genders::from_bits((i % 16) as u8),
+        })
+        .collect();
+    out.sort_unstable();
+    ChunkAggregate { index, valid_rows: out.iter().map(|p| p.count).sum(), pairs: out, rejected: Vec::new() }
+}
+
+async fn exercise(db: &DatabaseConnection) {
+    let chunk = big_chunk(3, 12_345);
+    assert_eq!(commit_chunk(db, "s", "aa", &chunk, false).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(load_chunk(db, "s", 3).await.unwrap().unwrap(), chunk);
+    assert_eq!(commit_chunk(db, "s", "aa", &chunk, false).await.unwrap(), CommitOutcome::AlreadyCommitted);
+    assert!(matches!(
+        commit_chunk(db, "s", "bb", &chunk, false).await.unwrap(),
+        CommitOutcome::Conflict { recorded_sha256, skipped_reason: None } if recorded_sha256 == "aa"
+    ));
+    assert!(load_chunk(db, "s", 4).await.unwrap().is_none());
+    assert!(skip_chunk(db, "s", 4, "lost").await.unwrap().is_ok());
+    assert!(skip_chunk(db, "s", 3, "lost").await.unwrap().is_err());
+    assert!(matches!(
+        commit_chunk(db, "s", "cc", &big_chunk(4, 3), false).await.unwrap(),
+        CommitOutcome::Conflict { skipped_reason: Some(_), .. }
+    ));
+    let skipped = load_chunk(db, "s", 4).await.unwrap().unwrap();
+    assert!(skipped.pairs.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = txp_connectors::database::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_round_trip() {
+    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    let name = format!(
+        "t_chunks_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let admin = Database::connect(ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (user postgres)");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let db = txp_connectors::database::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+        .await
+        .unwrap();
+    exercise(&db).await;
+    db.close().await.unwrap();
+    admin
+        .execute_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ))
+        .await
+        .unwrap();
+}
