@@ -50,8 +50,26 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DatabaseError> {
             target.push_str("?mode=rwc");
         }
     }
-    let mut options = ConnectOptions::new(target);
-    options.sqlx_logging(false).max_connections(8).min_connections(1);
+    let db = pool(url, &target, 8).await?;
+    let migrated = if db.get_database_backend() == DatabaseBackend::Postgres {
+        // A session lock must be released by the session that took it: a pool of one
+        // connection, closed afterwards, holds it (a shared pool could unlock on another
+        // connection and leave the lock held for as long as this process lives).
+        let session = pool(url, &target, 1).await?;
+        let result = migrate_locked(&session).await;
+        let _ = session.close().await;
+        result
+    } else {
+        Migrator::up(&db, None).await
+    };
+    migrated.map_err(|e| error(url, &e, "run `txp migrate` and read its error"))?;
+    Ok(db)
+}
+
+/// A pool of at most `max_connections` (one for SQLite, whatever is asked).
+async fn pool(url: &str, target: &str, max_connections: u32) -> Result<DatabaseConnection, DatabaseError> {
+    let mut options = ConnectOptions::new(target.to_owned());
+    options.sqlx_logging(false).max_connections(max_connections).min_connections(1);
     if url.starts_with("sqlite:") {
         // SQLite has one writer: within a process, one connection serialises transactions (two
         // deferred transactions upgrading to write locks would fail or wait on each other);
@@ -61,28 +79,21 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DatabaseError> {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal).busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
     }
-    let db = Database::connect(options).await.map_err(|e| {
+    Database::connect(options).await.map_err(|e| {
         error(
             url,
             &e,
             "check that the server runs and the URL (--database, DATABASE_URL or database.url) is right",
         )
-    })?;
-    migrate(&db).await.map_err(|e| error(url, &e, "run `txp migrate` and read its error"))?;
-    Ok(db)
+    })
 }
 
-/// Applies missing migrations, one process at a time.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return Migrator::up(db, None).await;
-    }
-    // Session-level lock on a dedicated connection, so unlock runs on the same session.
+/// Applies missing migrations under PostgreSQL's session advisory lock, on a one-connection pool.
+async fn migrate_locked(session: &DatabaseConnection) -> Result<(), DbErr> {
     let lock =
         |sql: &str| Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, [MIGRATION_LOCK.into()]);
-    let conn = db.clone();
-    conn.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
-    let result = Migrator::up(&conn, None).await;
-    conn.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
+    session.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
+    let result = Migrator::up(session, None).await;
+    session.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
     result
 }
