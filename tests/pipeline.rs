@@ -524,3 +524,103 @@ fn bad_rows_are_quarantined_once_with_their_reasons() {
     assert!(all[2].starts_with("2,chunk_2.csv/part-00000.csv,501,"), "{}", all[2]);
     setup.assert_verified(&[]);
 }
+
+#[test]
+fn a_standby_detector_takes_over_when_the_active_one_is_killed() {
+    let setup = Setup::new(true);
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    let publish = |range: std::ops::Range<usize>| {
+        rt.block_on(async {
+            for body in &bodies[range] {
+                queue.publish(body.as_bytes()).await.unwrap();
+            }
+        });
+    };
+    publish(0..10);
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    let mut args = vec!["detect".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut active = setup.spawn(&args);
+    let position = || {
+        rt.block_on(async {
+            txp_entity::detector_state::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .first()
+                .and_then(|s| s.folded_through)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while position() != Some(9) {
+        assert!(Instant::now() < deadline, "the active detector never folded chunk 9");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The standby starts while the active one holds the shard, then the active one dies.
+    let mut standby = setup.spawn(&args);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(standby.try_wait().unwrap().is_none(), "the standby exited while the shard was held");
+    active.kill().unwrap();
+    active.wait().unwrap();
+    publish(10..20);
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    wait_success(standby, "standby detector");
+    assert_eq!(position(), Some(19));
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn a_partial_file_after_max_wait_and_sigterm_exits_zero() {
+    let setup = Setup::new(true);
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, _db) = setup.queue("txp-chunks");
+    rt.block_on(queue.publish(bodies[0].as_bytes())).unwrap();
+    let consumer = setup.spawn(&["consume"]);
+    let mut args = vec!["detect".to_owned(), "--set".to_owned(), "output.max_wait=1s".to_owned()];
+    args.extend(setup.detect_args());
+    let detector = setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Chunk 0 alone: its detections (fewer than 50 or not) must all be in files after ~1 s,
+    // while the stream is still open (chunk 1 never comes before the check).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows_written = || -> usize {
+        let Ok(entries) = std::fs::read_dir(setup.output()) else { return 0 };
+        entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("_SUCCESS").is_file())
+            .map(|p| std::fs::read_to_string(p.join("part-00000.csv")).unwrap().lines().count() - 1)
+            .sum()
+    };
+    let (pg_rt, _, db) = setup.queue("unused");
+    let detections = || -> usize {
+        pg_rt.block_on(async { txp_entity::detection::Entity::find().all(&db).await.unwrap().len() })
+    };
+    loop {
+        let (written, found) = (rows_written(), detections());
+        if found > 0 && written == found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no partial file: {written} of {found} detections written");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: both stop cleanly with exit 0.
+    for child in [consumer, detector] {
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        wait_success(child, "SIGTERM");
+    }
+    // The rest of the stream, then everything agrees.
+    rt.block_on(async {
+        for body in &bodies[1..] {
+            queue.publish(body.as_bytes()).await.unwrap();
+        }
+    });
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
