@@ -315,16 +315,23 @@ fn output_folders_local(dir: &Path) -> Result<Vec<OutputFolder>, Error> {
     Ok(out)
 }
 
-/// The output folders under an `s3://` prefix.
-fn output_folders_s3(url: &str, settings: &Settings) -> Result<Vec<OutputFolder>, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A one-thread runtime for the few store calls of `verify`, which is synchronous otherwise.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))?;
-    let store_error = |e: StoreError| {
-        let hint = e.hint().unwrap_or("check the URL and that the store is reachable").to_owned();
-        Error::usage(e.to_string()).hint(hint)
-    };
+        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// A store failure as a usage error with what to check.
+fn store_error(e: StoreError) -> Error {
+    let hint = e.hint().unwrap_or("check the URL and that the store is reachable").to_owned();
+    Error::usage(e.to_string()).hint(hint)
+}
+
+/// The output folders under an `s3://` prefix.
+fn output_folders_s3(url: &str, settings: &Settings) -> Result<Vec<OutputFolder>, Error> {
+    let runtime = current_thread_runtime()?;
     runtime.block_on(async {
         let store = open_store(url, &settings.s3).await.map_err(store_error)?;
         let mut folders: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
@@ -428,14 +435,7 @@ fn replay_store(
     ui: Ui,
     interrupt: &Interrupt,
 ) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::usage(format!("cannot start the async runtime: {e}")))?;
-    let store_error = |e: StoreError| {
-        let hint = e.hint().unwrap_or("check the URL and that the store is reachable").to_owned();
-        Error::usage(e.to_string()).hint(hint)
-    };
+    let runtime = current_thread_runtime()?;
     let store = runtime.block_on(open_store(url, &settings.s3)).map_err(store_error)?;
     let keys = runtime.block_on(store.list("")).map_err(store_error)?;
     // chunk index -> (part keys in name order, whether _SUCCESS is there)
