@@ -13,6 +13,13 @@ use txp_migration::{Migrator, MigratorTrait};
 /// The advisory lock key that serialises migrations (an arbitrary constant: "txpmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0074_7870_6d69_6772;
 
+/// Now as milliseconds since the Unix epoch: how every time is stored in the database
+/// (docs/architecture.md), by the uploader, the queue, the consumer and the detector alike.
+pub fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// How long an SQLite writer waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -24,11 +24,7 @@ pub enum CommitOutcome {
     Conflict { recorded_sha256: String, skipped_reason: Option<String> },
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-}
+pub use txp_connectors::database::now_ms;
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -41,6 +37,26 @@ pub async fn find_record<C: ConnectionTrait>(
     chunk: u64,
 ) -> Result<Option<chunk_record::Model>, DbErr> {
     chunk_record::Entity::find_by_id((stream.to_owned(), as_i64(chunk))).one(db).await
+}
+
+/// Inserts a chunk's record unless one exists for its (stream, index); true when inserted.
+async fn insert_record_if_absent<C: ConnectionTrait>(
+    db: &C,
+    record: chunk_record::ActiveModel,
+) -> Result<bool, DbErr> {
+    let inserted = chunk_record::Entity::insert(record)
+        .on_conflict(
+            OnConflict::columns([chunk_record::Column::Stream, chunk_record::Column::ChunkIndex])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(rows) => Ok(rows > 0),
+        Err(DbErr::RecordNotInserted) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Commits a chunk's record and aggregate rows in one transaction, the record first: a
@@ -63,20 +79,7 @@ pub async fn commit_chunk(
         skipped_reason: Set(None),
         committed_at_ms: Set(now_ms()),
     };
-    let inserted = chunk_record::Entity::insert(record)
-        .on_conflict(
-            OnConflict::columns([chunk_record::Column::Stream, chunk_record::Column::ChunkIndex])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await;
-    let inserted = match inserted {
-        Ok(rows) => rows,
-        Err(DbErr::RecordNotInserted) => 0,
-        Err(e) => return Err(e),
-    };
-    if inserted == 0 {
+    if !insert_record_if_absent(&txn, record).await? {
         let existing = find_record(&txn, stream, aggregate.index).await?;
         txn.rollback().await?;
         return Ok(match existing {
@@ -126,21 +129,12 @@ pub async fn skip_chunk(
         skipped_reason: Set(Some(reason.to_owned())),
         committed_at_ms: Set(now_ms()),
     };
-    let inserted = chunk_record::Entity::insert(record)
-        .on_conflict(
-            OnConflict::columns([chunk_record::Column::Stream, chunk_record::Column::ChunkIndex])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await;
-    match inserted {
-        Ok(n) if n > 0 => Ok(Ok(())),
-        Ok(_) | Err(DbErr::RecordNotInserted) => match find_record(db, stream, chunk).await? {
-            Some(existing) => Ok(Err(existing)),
-            None => Err(DbErr::RecordNotInserted),
-        },
-        Err(e) => Err(e),
+    if insert_record_if_absent(db, record).await? {
+        return Ok(Ok(()));
+    }
+    match find_record(db, stream, chunk).await? {
+        Some(existing) => Ok(Err(existing)),
+        None => Err(DbErr::RecordNotInserted),
     }
 }
 

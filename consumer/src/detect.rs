@@ -202,6 +202,9 @@ impl Detector {
             detector.position = Some(last);
             tracing::info!(stream = %detector.options.stream, shard = detector.options.shard, folded_through = last, "detector state rebuilt");
         }
+        // Files decided before a crash and not yet written: written now, same key, same bytes.
+        // After this every file is written right after the transaction that decides it.
+        detector.write_files().await?;
         Ok(detector)
     }
 
@@ -231,9 +234,8 @@ impl Detector {
         Ok(Some(aggregate))
     }
 
-    /// Writes unwritten files, then folds the next chunk if it is committed.
+    /// Folds the next chunk if it is committed, then writes the files its fold decided.
     pub async fn step(&mut self) -> Result<Step, DetectError> {
-        self.write_files().await?;
         let chunk = self.next_chunk();
         let Some(aggregate) = self.load(chunk).await? else {
             if self.partial_due().await? {

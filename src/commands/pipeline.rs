@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use txp_connectors::queue::Queue;
 use txp_connectors::retry::Backoff;
@@ -20,9 +19,9 @@ use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions
 use txp_consumer::shutdown::{self, Shutdown, ShutdownSignal};
 use txp_core::ImportanceTable;
 use txp_entity::{chunk_record, detector_state};
-use txp_uploader::upload::{UploadOptions, UploadProgress, Uploader};
+use txp_uploader::upload::{UploadProgress, sha256_hex};
 
-use super::upload::{connect, queue, queue_error, runtime, store_error};
+use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
 use crate::Outcome;
 use crate::cli::{
     ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, RunArgs, SkipArgs,
@@ -47,15 +46,6 @@ fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
     (signal, shutdown)
 }
 
-/// `POINT:N` of a hidden `--crash-at` flag.
-fn crash_at<P: std::str::FromStr<Err = String>>(text: Option<&String>) -> Result<Option<(P, u64)>, Error> {
-    let Some(text) = text else { return Ok(None) };
-    let (point, n) = text.split_once(':').unwrap_or((text, "0"));
-    let point = point.parse::<P>().map_err(Error::usage)?;
-    let n = n.parse::<u64>().map_err(|e| Error::usage(format!("--crash-at: {e}")))?;
-    Ok(Some((point, n)))
-}
-
 /// Reads the importance file (a path or `s3://`) and its SHA-256.
 async fn load_importance(location: &str, settings: &Settings) -> Result<(ImportanceTable, String), Error> {
     let bytes = if location.starts_with("s3://") {
@@ -75,7 +65,7 @@ async fn load_importance(location: &str, settings: &Settings) -> Result<(Importa
                 .hint("--importance takes a path or s3://BUCKET/KEY")
         })?
     };
-    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = sha256_hex(&bytes);
     let table = ImportanceTable::read(&bytes[..]).map_err(|e| {
         Error::usage(format!("{location}: {e}")).hint("--importance takes BankSim's CustomerImportance.csv")
     })?;
@@ -383,7 +373,7 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
     let output_url = args.output.clone().unwrap_or_else(|| dir.join("output").display().to_string());
     let source_bytes = std::fs::read(&transactions)
         .map_err(|e| Error::usage(format!("cannot read {}: {e}", transactions.display())))?;
-    let rows = memchr_count(&source_bytes).saturating_sub(1);
+    let rows = newlines(&source_bytes).saturating_sub(1);
     let chunks = rows.div_ceil(settings.chunk_rows.get());
     drop(source_bytes);
     println!(
@@ -406,19 +396,7 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
             .await
             .map_err(|e| Error::usage(e.to_string()))?;
         let bar = ui.bar(chunks, "folded", "chunks");
-        let uploader = Uploader {
-            options: UploadOptions {
-                stream: settings.stream.clone(),
-                source_description: source.description.clone(),
-                chunk_rows: settings.chunk_rows,
-                interval: settings.interval,
-                crash_at: None,
-            },
-            store,
-            queue: queue.clone(),
-            db: db.clone(),
-            backoff: Backoff::default(),
-        };
+        let uploader = uploader(&settings, &source.description, store, queue.clone(), db.clone(), None);
         let progress = DemoProgress(bar.clone());
         let stop = interrupt.clone();
         let upload = tokio::spawn(async move {
@@ -483,6 +461,6 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
 }
 
 /// Newlines in a buffer.
-fn memchr_count(bytes: &[u8]) -> u64 {
+fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b'\n').count() as u64
 }

@@ -10,7 +10,7 @@ use txp_connectors::database::{self, DatabaseError};
 use txp_connectors::queue::{Queue, QueueError, open_queue};
 use txp_connectors::retry::Backoff;
 use txp_connectors::source::open_source;
-use txp_connectors::store::{StoreError, open_store};
+use txp_connectors::store::{ObjectStore, StoreError, open_store};
 use txp_uploader::upload::{CrashPoint, UploadError, UploadOptions, UploadProgress, Uploader};
 
 use super::generate::thousands;
@@ -84,6 +84,41 @@ impl UploadProgress for Bar {
     }
 }
 
+/// `POINT:N` of a hidden `--crash-at` flag (crash tests).
+pub(super) fn crash_at<P: std::str::FromStr<Err = String>>(
+    text: Option<&String>,
+) -> Result<Option<(P, u64)>, Error> {
+    let Some(text) = text else { return Ok(None) };
+    let (point, n) = text.split_once(':').unwrap_or((text, "0"));
+    let point = point.parse::<P>().map_err(Error::usage)?;
+    let n = n.parse::<u64>().map_err(|e| Error::usage(format!("--crash-at: {e}")))?;
+    Ok(Some((point, n)))
+}
+
+/// The uploader of the settings' stream, cutting and pacing as the settings say.
+pub(super) fn uploader(
+    settings: &Settings,
+    source_description: &str,
+    store: Arc<dyn ObjectStore>,
+    queue: Arc<dyn Queue>,
+    db: DatabaseConnection,
+    crash_at: Option<(CrashPoint, u64)>,
+) -> Uploader {
+    Uploader {
+        options: UploadOptions {
+            stream: settings.stream.clone(),
+            source_description: source_description.to_owned(),
+            chunk_rows: settings.chunk_rows,
+            interval: settings.interval,
+            crash_at,
+        },
+        store,
+        queue,
+        db,
+        backoff: Backoff::default(),
+    }
+}
+
 /// Runs `txp upload`.
 pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt) -> Result<Outcome, Error> {
     runtime()?.block_on(async {
@@ -93,29 +128,9 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
         let source = open_source(&args.source, &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()).hint("check the --source path or URL"))?;
-        let crash_at = match &args.crash_at {
-            None => None,
-            Some(text) => {
-                let (point, chunk) = text.split_once(':').unwrap_or((text, "0"));
-                let point = point.parse::<CrashPoint>().map_err(Error::usage)?;
-                let chunk = chunk.parse::<u64>().map_err(|e| Error::usage(format!("--crash-at: {e}")))?;
-                Some((point, chunk))
-            }
-        };
+        let crash_at = crash_at::<CrashPoint>(args.crash_at.as_ref())?;
         let bar = Bar(ui.bytes_bar(source.size.unwrap_or(0), "uploading"));
-        let uploader = Uploader {
-            options: UploadOptions {
-                stream: settings.stream.clone(),
-                source_description: source.description.clone(),
-                chunk_rows: settings.chunk_rows,
-                interval: settings.interval,
-                crash_at,
-            },
-            store,
-            queue,
-            db,
-            backoff: Backoff::default(),
-        };
+        let uploader = uploader(settings, &source.description, store, queue, db, crash_at);
         let stop = interrupt.clone();
         let result = uploader.run(source, &bar, &move || stop.check().is_err()).await;
         bar.0.finish_and_clear();

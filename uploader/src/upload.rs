@@ -19,6 +19,7 @@ use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
+use txp_connectors::database::now_ms;
 use txp_connectors::queue::{Queue, QueueError};
 use txp_connectors::retry::{Backoff, retry};
 use txp_connectors::source::Source;
@@ -110,11 +111,6 @@ pub enum UploadError {
     StreamMismatch { stream: String, destination: String, chunk_rows: i64 },
     #[error("interrupted")]
     Interrupted,
-}
-
-fn now_ms() -> i64 {
-    let elapsed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn as_i64(n: u64) -> i64 {

@@ -5,7 +5,7 @@
 //! its next receive, as SQS's redrive does. Handles carry the receive count, so an ack or release
 //! of a lease that has since expired and been taken by another consumer changes nothing.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{LockBehavior, LockType};
@@ -16,6 +16,7 @@ use sea_orm::{
 use txp_entity::queue_message::{ActiveModel, Column, Entity as QueueMessage};
 
 use super::{Delivery, Depth, Queue, QueueError, QueueSettings};
+use crate::database::now_ms;
 
 /// How often an empty receive looks again while it waits.
 const POLL: Duration = Duration::from_millis(100);
@@ -25,12 +26,6 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct DbQueue {
     db: DatabaseConnection,
     settings: QueueSettings,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn millis(d: Duration) -> i64 {
