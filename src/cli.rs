@@ -109,6 +109,17 @@ Embedded defaults: SQLite under ./txp-data, chunks in a local folder, the queue 
         after_help = "Example:\n  txp skip --stream banksim --chunk 17 --reason 'source file truncated'"
     )]
     Skip(SkipArgs),
+    /// Move dead letters back to the main queue once their cause is fixed (audited, rate-limited).
+    #[command(after_help = "\
+Examples:
+  txp replay --dry-run
+  txp replay --reason 'object missing' --max 10 --rate 5/s
+  txp replay --queue sqs://txp-chunks
+
+Each dead letter is republished (confirmed), recorded in the replay_audit table, then removed from
+the dead-letter queue. A message already replayed --max-replays times is left where it is (loop
+guard): fix its cause, or record its chunk as lost with `txp skip`.")]
+    Replay(ReplayArgs),
     /// Manage queues.
     #[command(
         subcommand,
@@ -337,6 +348,39 @@ pub struct SkipArgs {
     pub database: DatabaseArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The queue whose dead letters to replay [setting queue.url, default db].
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// List what would be replayed; move and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only dead letters whose reason contains TEXT (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Replay at most N messages.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// At most N messages a second, e.g. 5/s.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+    /// Loop guard: leave a message that was replayed N times already.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_replays: u32,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `5/s` or `5`: messages per second, at least 1.
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let number = text.strip_suffix("/s").unwrap_or(text);
+    match number.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a rate: use N/s with N a whole number from 1, e.g. 5/s")),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Declare the queue, its dead-letter queue and the policy between them (idempotent).
@@ -426,6 +470,12 @@ impl Cli {
             Command::Skip(args) => {
                 if let Some(stream) = &args.stream {
                     flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Replay(args) => {
+                if let Some(queue) = &args.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
                 }
                 database(&args.database, &mut flags);
             }

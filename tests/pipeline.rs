@@ -434,8 +434,21 @@ fn kill_9_at_each_commit_point_then_restart() {
     setup.assert_verified(&[]);
 }
 
+/// The dead letters of the embedded queue: (reason, deliveries) of each.
+fn dead_letters(rt: &tokio::runtime::Runtime, db: &DatabaseConnection) -> Vec<(String, i32)> {
+    rt.block_on(async {
+        txp_entity::queue_message::Entity::find()
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| Some((m.dead_reason?, m.receive_count)))
+            .collect()
+    })
+}
+
 #[test]
-fn poison_messages_go_to_the_dead_letter_queue_and_skip_lets_the_run_finish() {
+fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_finish() {
     let setup = Setup::new(false);
     setup.upload(&["--set", "queue.name=staging"]);
     let bodies = setup.recorded_messages();
@@ -447,45 +460,100 @@ fn poison_messages_go_to_the_dead_letter_queue_and_skip_lets_the_run_finish() {
         format!("{}{}", &wrong_sha[..at], &wrong_sha[at + 2..])
     };
     let unknown_version = bodies[5].replace("\"version\":1", "\"version\":9");
-    let missing_object = bodies[6].replace("part-00000.csv", "part-00009.csv");
+    // Chunk 6's object goes missing (moved aside) until the test restores it.
+    let part_6 = Path::new(&setup.input()).join("chunk_6.csv").join("part-00000.csv");
+    let aside = setup.path().join("part-6-aside.csv");
+    std::fs::rename(&part_6, &aside).unwrap();
+    let missing_object = bodies[6].clone();
+    // A store that does not answer: transient failures until the delivery limit.
+    let input_url = format!("file://{}", setup.input());
+    assert!(bodies[7].contains(&input_url), "{}", bodies[7]);
+    let unreachable = bodies[7].replace(&input_url, "s3://pipe/streaming/input");
     rt.block_on(async {
         for (i, body) in bodies.iter().enumerate() {
-            if !(4..=6).contains(&i) {
+            if !(4..=7).contains(&i) {
                 queue.publish(body.as_bytes()).await.unwrap();
             }
         }
-        for body in [&wrong_sha, &unknown_version, &missing_object] {
+        for body in [&wrong_sha, &unknown_version, &missing_object, &unreachable] {
             queue.publish(body.as_bytes()).await.unwrap();
         }
         queue.publish(b"not json").await.unwrap();
     });
+    let mut first = setup.txp(&["consume", "--until-idle"]);
+    first.args(["--set", "queue.delivery_limit=2", "--set", "s3.endpoint_url=http://127.0.0.1:9"]);
+    first.args(["--set", "s3.force_path_style=true"]);
+    first.envs([
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    stdout(&mut first);
+    let dead = dead_letters(&rt, &db);
+    assert_eq!(dead.len(), 5, "{dead:?}");
+    for expected in [
+        "sha256 mismatch",
+        "unknown message version 9",
+        "object missing",
+        "not a chunk message",
+        "delivery limit 2 reached; last error:",
+    ] {
+        assert!(dead.iter().any(|(r, _)| r.contains(expected)), "no `{expected}` in {dead:?}");
+    }
+    // Permanent failures at the first delivery, the transient one after two.
+    for (reason, deliveries) in &dead {
+        let expected = if reason.starts_with("delivery limit") { 2 } else { 1 };
+        assert_eq!(*deliveries, expected, "{reason}");
+    }
+
+    // A dry run lists them all and moves nothing.
+    let listed = stdout(&mut setup.txp(&["replay", "--dry-run"]));
+    assert!(listed.contains("dry run: 5 would be replayed"), "{listed}");
+    for chunk in ["chunk 4,", "chunk 5,", "chunk 6,", "chunk 7,", "(body names no chunk)"] {
+        assert!(listed.contains(chunk), "no `{chunk}` in:\n{listed}");
+    }
+    assert_eq!(dead_letters(&rt, &db).len(), 5);
+
+    // Chunk 6's object is restored: a replay of the `object missing` dead letters fixes it,
+    // and touches no other.
+    std::fs::rename(&aside, &part_6).unwrap();
+    let replayed = stdout(&mut setup.txp(&["replay", "--reason", "OBJECT MISSING", "--rate", "5/s"]));
+    assert!(replayed.contains("1 replayed to txp-chunks"), "{replayed}");
+    assert!(replayed.contains("4 not matching --reason"), "{replayed}");
     stdout(&mut setup.txp(&["consume", "--until-idle"]));
-    let reasons: Vec<String> = rt.block_on(async {
-        txp_entity::queue_message::Entity::find()
+    assert_eq!(dead_letters(&rt, &db).len(), 4);
+
+    // The loop guard: a message whose cause is not fixed comes back; it is replayed at most
+    // --max-replays times.
+    let guard = ["replay", "--reason", "sha256", "--max-replays", "1"];
+    assert!(stdout(&mut setup.txp(&guard)).contains("1 replayed"));
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    let refused = stdout(&mut setup.txp(&guard));
+    assert!(refused.contains("left (1 replays already)") && refused.contains("0 replayed"), "{refused}");
+    assert_eq!(dead_letters(&rt, &db).len(), 4);
+    let audit: Vec<(Option<i64>, String)> = rt.block_on(async {
+        txp_entity::replay_audit::Entity::find()
+            .order_by_asc(txp_entity::replay_audit::Column::Id)
             .all(&db)
             .await
             .unwrap()
             .into_iter()
-            .filter_map(|m| m.dead_reason)
+            .map(|row| (row.chunk_index, row.action))
             .collect()
     });
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
-    for expected in ["sha256 mismatch", "unknown message version 9", "object missing", "not a chunk message"]
-    {
-        assert!(reasons.iter().any(|r| r.contains(expected)), "no `{expected}` in {reasons:?}");
-    }
-    // Chunk 4 is fixed by publishing its right message; 5 and 6 are lost for good.
-    rt.block_on(queue.publish(bodies[4].as_bytes())).unwrap();
-    stdout(&mut setup.txp(&["consume", "--until-idle"]));
-    for chunk in ["5", "6"] {
+    let expected = [(Some(6), "replayed"), (Some(4), "replayed"), (Some(4), "refused")];
+    assert_eq!(audit, expected.map(|(c, a)| (c, a.to_owned())));
+
+    // 4, 5 and 7 are lost for good.
+    for chunk in ["4", "5", "7"] {
         stdout(&mut setup.txp(&["skip", "--chunk", chunk, "--reason", "lost in a test"]));
     }
-    let refused = setup.txp(&["skip", "--chunk", "4", "--reason", "x"]).output().unwrap();
+    let refused = setup.txp(&["skip", "--chunk", "6", "--reason", "x"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
     let mut args = vec!["detect".to_owned(), "--until-idle".to_owned()];
     args.extend(setup.detect_args());
     stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    setup.assert_verified(&[5, 6]);
+    setup.assert_verified(&[4, 5, 7]);
     let (code, text) = setup.verify(&[]);
     assert_eq!(code, 1, "without the same skip verify must disagree:\n{text}");
 }

@@ -3,6 +3,10 @@
 //! that never get the same message (FOR UPDATE SKIP LOCKED).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
+mod support {
+    pub mod dead_letters;
+}
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -105,6 +109,24 @@ async fn embedded_queue_semantics_on_postgres() {
     let (fresh, db) = FreshDatabase::create().await;
     semantics(db.clone()).await;
     fresh.drop_now(db).await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_received_released_and_acked_on_postgres() {
+    let (fresh, db) = FreshDatabase::create().await;
+    let queue = DbQueue::new(db.clone(), settings(5, 1_000));
+    support::dead_letters::dead_letter_contract(&queue, Some(Duration::from_secs(1))).await;
+    fresh.drop_now(db).await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_received_released_and_acked_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = txp_connectors::database::connect(&format!("sqlite://{}", dir.path().join("q.db").display()))
+        .await
+        .unwrap();
+    let queue = DbQueue::new(db, settings(5, 1_000));
+    support::dead_letters::dead_letter_contract(&queue, Some(Duration::from_secs(1))).await;
 }
 
 #[tokio::test]

@@ -6,6 +6,10 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod support {
+    pub mod dead_letters;
+}
+
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -326,4 +330,31 @@ async fn reconnects_and_refuses_acks_of_the_old_channel() {
         queue.ack(delivery).await.unwrap();
     }
     eventually(&queue, |d| *d == Default::default()).await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_received_released_and_acked() {
+    let settings = settings(5);
+    let _cleanup = Cleanup::of(&settings);
+    let queue = queue(&settings).await;
+    support::dead_letters::dead_letter_contract(&queue, None).await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_moved_by_the_delivery_limit_says_so() {
+    let settings = settings(1);
+    let _cleanup = Cleanup::of(&settings);
+    let queue = queue(&settings).await;
+    queue.publish(b"{}").await.unwrap();
+    let got = receive_n(&queue, 1).await;
+    queue.release(&got[0]).await.unwrap();
+    eventually(&queue, |d| d.ready == 0 && d.dead == 1).await;
+    let dead = queue.receive_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].reason.as_str(), dead[0].attempts),
+        ("delivery limit 1 reached (moved by RabbitMQ)", 1)
+    );
+    queue.ack_dead(&dead[0]).await.unwrap();
+    eventually(&queue, |d| d.dead == 0).await;
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support {
+    pub mod dead_letters;
     pub mod moto;
 }
 
@@ -263,4 +264,28 @@ async fn a_missing_queue_is_a_permanent_error_naming_it() {
     assert!(!error.is_transient(), "{error}");
     assert!(error.to_string().contains("txp-nowhere"), "{error}");
     assert!(error.hint().unwrap().contains("setup"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_received_released_and_acked() {
+    let moto = moto::start();
+    let visibility = Duration::from_secs(1);
+    let queue = queue(&moto, "txp-replay", settings(5, visibility)).await;
+    support::dead_letters::dead_letter_contract(&queue, Some(visibility)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_moved_by_the_redrive_policy_says_so() {
+    let moto = moto::start();
+    let queue = queue(&moto, "txp-redriven", settings(1, Duration::from_secs(1))).await;
+    queue.publish(b"{}").await.unwrap();
+    let got = receive_n(&queue, 1).await;
+    queue.release(&got[0]).await.unwrap();
+    assert!(queue.receive(1, Duration::from_secs(1)).await.unwrap().is_empty());
+    let dead = queue.receive_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].reason.as_str(), dead[0].attempts),
+        ("delivery limit 1 reached (moved by the SQS redrive policy)", 1)
+    );
 }

@@ -7,7 +7,11 @@
 //!   retries, a SHA-256 mismatch, other content already committed under the same index): the
 //!   message goes to the dead-letter queue at once, with its reason;
 //! - transient (store, database or broker unreachable): the message is released for redelivery,
-//!   which counts toward the queue's delivery limit, after a backoff.
+//!   which counts toward the queue's delivery limit, after a backoff; on its last delivery it is
+//!   dead-lettered with the last error as its reason.
+//!
+//! While a chunk is worked on, its lease is extended (SQS `ChangeMessageVisibility`, the
+//! embedded queue's `visible_at_ms`; RabbitMQ keeps an unacked delivery with its channel).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -212,7 +216,7 @@ impl ChunkConsumer {
                 .add_part(key, &bytes[..])
                 .map_err(|e| Failure::Permanent(format!("{}/{key}: {e}", store.url())))?;
         }
-        let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = txp_core::message::hex(&hasher.finalize());
         if sha256 != message.sha256 {
             return Err(Failure::Permanent(format!(
                 "sha256 mismatch: the message announced {}, the stored chunk has {sha256}",
@@ -250,15 +254,46 @@ impl ChunkConsumer {
         }
     }
 
+    /// [`process`](Self::process), extending the delivery's lease every third of the queue's
+    /// visibility timeout while it runs, so that no other consumer takes a chunk that is slow
+    /// to fetch or commit. A failed extension is only logged: at worst another consumer takes
+    /// the message too, and the idempotency record makes the second commit a no-op.
+    async fn process_leased(&self, delivery: &Delivery) -> Result<Handled, Failure> {
+        let lease = self.queue.settings().visibility_timeout;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        let work = self.process(delivery);
+        tokio::pin!(work);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = ticker.tick() => {
+                    if let Err(e) = self.queue.extend_lease(delivery, lease).await {
+                        tracing::warn!(error = %e, "could not extend a lease; another consumer may take the message");
+                    }
+                }
+            }
+        }
+    }
+
     /// Handles one delivery to its end: ack, dead-letter or release. Only a queue failure is an
     /// error (the delivery then stays leased and comes back after its visibility timeout).
     pub async fn handle(&self, delivery: &Delivery) -> Result<Handled, QueueError> {
-        let handled = match self.process(delivery).await {
+        let limit = self.queue.settings().delivery_limit;
+        let handled = match self.process_leased(delivery).await {
             Ok(handled) => {
                 self.queue.ack(delivery).await?;
                 handled
             }
             Err(Failure::Permanent(reason)) => {
+                tracing::warn!(attempt = delivery.attempt, %reason, "dead-lettering a message");
+                self.queue.dead_letter(delivery, &reason).await?;
+                Handled::DeadLettered { reason }
+            }
+            Err(Failure::Transient(error)) if delivery.attempt >= limit => {
+                // The last delivery: dead-letter it ourselves, so the reason says what failed
+                // (the broker's own move past the limit would only say that it was reached).
+                let reason = format!("delivery limit {limit} reached; last error: {error}");
                 tracing::warn!(attempt = delivery.attempt, %reason, "dead-lettering a message");
                 self.queue.dead_letter(delivery, &reason).await?;
                 Handled::DeadLettered { reason }

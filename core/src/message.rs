@@ -3,6 +3,7 @@
 //! version it does not know (a permanent failure: the message goes to the dead-letter queue).
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The message version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -30,6 +31,17 @@ pub struct ChunkMessage {
     pub sha256: String,
     /// When the chunk was stored (RFC 3339, UTC).
     pub uploaded_at: String,
+}
+
+/// SHA-256 as lowercase hex: how messages carry a chunk's digest, and how the replay audit
+/// names a message.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a message body could not be decoded. Both are permanent: retrying cannot help.

@@ -8,6 +8,7 @@ pub mod detection;
 pub mod detector_state;
 pub mod output_file;
 pub mod queue_message;
+pub mod replay_audit;
 pub mod stream;
 pub mod upload_ledger;
 
@@ -18,6 +19,7 @@ pub mod prelude {
     pub use super::detector_state::Entity as DetectorState;
     pub use super::output_file::Entity as OutputFile;
     pub use super::queue_message::Entity as QueueMessage;
+    pub use super::replay_audit::Entity as ReplayAudit;
     pub use super::stream::Entity as Stream;
     pub use super::upload_ledger::Entity as UploadLedger;
 }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_pipeline;
 mod m20261201_000002_consumer_detector;
+mod m20261202_000003_replay_audit;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261130_000001_pipeline::Migration),
             Box::new(m20261201_000002_consumer_detector::Migration),
+            Box::new(m20261202_000003_replay_audit::Migration),
         ]
     }
 }

@@ -1,4 +1,4 @@
-//! `txp consume`, `txp detect`, `txp run`, `txp demo` and `txp skip`: Mechanism Y and the demo
+//! `txp consume`, `txp detect`, `txp run`, `txp demo`, `txp skip` and `txp replay`: Mechanism Y and the demo
 //! that runs the whole pipeline on embedded defaults. Each builds its own tokio runtime; a
 //! signal (Ctrl-C, SIGTERM) raises the shutdown that every loop watches, so in-flight work is
 //! finished or released before the process exits.
@@ -16,6 +16,7 @@ use txp_connectors::store::{ObjectStore, open_store};
 use txp_consumer::chunks::skip_chunk;
 use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
 use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
+use txp_consumer::replay::{ReplayAction, ReplayError, ReplayOptions};
 use txp_consumer::shutdown::{self, Shutdown, ShutdownSignal};
 use txp_core::ImportanceTable;
 use txp_entity::{chunk_record, detector_state};
@@ -24,8 +25,8 @@ use txp_uploader::upload::{UploadProgress, sha256_hex};
 use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
 use crate::Outcome;
 use crate::cli::{
-    ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, RunArgs, SkipArgs,
-    VerifyArgs, Weights,
+    ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, ReplayArgs, RunArgs,
+    SkipArgs, VerifyArgs, Weights,
 };
 use crate::error::Error;
 use crate::interrupt::Interrupt;
@@ -334,6 +335,61 @@ pub fn skip(args: &SkipArgs, settings: &Settings) -> Result<Outcome, Error> {
             ))
             .hint("only a chunk that was never committed can be skipped")),
         }
+    })
+}
+
+/// Runs `txp replay`: prints one line per dead letter taken, then a summary.
+pub fn replay(args: &ReplayArgs, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let queue = queue(settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let (_signal, shutdown) = shutdown_on(interrupt);
+        let options = ReplayOptions {
+            reason: args.reason.clone(),
+            max: args.max,
+            rate: args.rate,
+            dry_run: args.dry_run,
+            max_replays: args.max_replays,
+        };
+        let report = txp_consumer::replay::replay(&db, &queue, &options, &shutdown).await.map_err(|e| match e {
+            ReplayError::Queue(e) => queue_error(&e),
+            ReplayError::Database(e) => Error::usage(format!("database: {e}")),
+        })?;
+        for letter in &report.letters {
+            let action = match letter.action {
+                ReplayAction::Replayed => "replayed".to_owned(),
+                ReplayAction::WouldReplay => "would replay".to_owned(),
+                ReplayAction::Refused { times } => format!("left ({times} replays already)"),
+            };
+            let chunk = match (&letter.stream, letter.chunk) {
+                (Some(stream), Some(chunk)) => format!("stream {stream} chunk {chunk}"),
+                (None, Some(chunk)) => format!("chunk {chunk}"),
+                _ => "(body names no chunk)".to_owned(),
+            };
+            println!("{action:<14}{chunk}, {} attempts: {}", letter.attempts, letter.reason);
+        }
+        let replayed = report.count(|a| matches!(a, ReplayAction::Replayed));
+        let would = report.count(|a| matches!(a, ReplayAction::WouldReplay));
+        let refused = report.count(|a| matches!(a, ReplayAction::Refused { .. }));
+        if args.dry_run {
+            println!("dry run: {would} would be replayed, {refused} left by the loop guard; nothing moved");
+        } else {
+            println!("{replayed} replayed to {} ({}), {refused} left by the loop guard", &queue.settings().name, queue.backend());
+        }
+        if report.not_matching + report.over_max + report.returned > 0 {
+            println!(
+                "left in the dead-letter queue: {} not matching --reason, {} over --max, {} back again during this run",
+                report.not_matching, report.over_max, report.returned
+            );
+        }
+        if refused > 0 {
+            tracing::warn!(
+                "a message replayed {} times keeps failing: fix its cause, or record its chunk as lost with `txp skip`",
+                args.max_replays
+            );
+        }
+        Ok(Outcome::Success)
     })
 }
 

@@ -9,22 +9,22 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind};
 use tokio::sync::Mutex;
 
-use super::{Delivery, Depth, Queue, QueueError, QueueSettings};
+use super::{DeadLetter, Delivery, Depth, Queue, QueueError, QueueSettings};
 
 /// How long a connection attempt may take before it counts as failed (an unroutable host would
 /// otherwise hang for the operating system's TCP timeout).
@@ -58,6 +58,10 @@ pub struct AmqpQueue {
     consumer: Mutex<Option<ActiveConsumer>>,
     /// Set once `setup` has declared the queues, so that a reconnection declares them again.
     declared: AtomicBool,
+    /// The channel dead letters are fetched on (`basic_get`) and held unacked until replayed,
+    /// with its number: a dead-letter handle names it, as a delivery handle names its channel.
+    dead: Mutex<Option<(u64, Channel)>>,
+    dead_channels: AtomicU64,
 }
 
 impl fmt::Debug for AmqpQueue {
@@ -155,6 +159,8 @@ impl AmqpQueue {
             link: Mutex::new(link),
             consumer: Mutex::new(None),
             declared: AtomicBool::new(false),
+            dead: Mutex::new(None),
+            dead_channels: AtomicU64::new(0),
         })
     }
 
@@ -380,6 +386,26 @@ impl AmqpQueue {
         }
     }
 
+    /// The dead-letter channel a handle names, if it is still open.
+    async fn dead_channel_of(&self, dead: &DeadLetter) -> Result<(Channel, u64), QueueError> {
+        let location = self.queue_location(&self.settings.dlq_name());
+        let (number, tag) = parse_handle(&dead.delivery.handle).ok_or_else(|| QueueError::Permanent {
+            location: location.clone(),
+            message: format!("`{}` is not a dead-letter handle", dead.delivery.handle),
+            hint: None,
+        })?;
+        match self.dead.lock().await.as_ref() {
+            Some((current, channel)) if *current == number && channel.status().connected() => {
+                Ok((channel.clone(), tag))
+            }
+            _ => Err(QueueError::Transient {
+                location,
+                message: "the channel this dead letter was fetched on has closed; it is back in the dead-letter queue"
+                    .to_owned(),
+            }),
+        }
+    }
+
     async fn message_count(&self, channel: &Channel, queue: &str) -> Result<u64, QueueError> {
         let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
         let declared = channel
@@ -486,6 +512,66 @@ impl Queue for AmqpQueue {
         close_quietly(&channel).await;
         // A passive declare counts ready messages only; unacked ones are not reported over AMQP.
         Ok(Depth { ready, in_flight: 0, dead })
+    }
+
+    async fn extend_lease(&self, _delivery: &Delivery, _by: Duration) -> Result<(), QueueError> {
+        // Nothing to extend: an unacked delivery stays with this channel until the broker's
+        // consumer_timeout (30 min by default), far beyond the work on one chunk.
+        Ok(())
+    }
+
+    async fn receive_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let dlq = self.settings.dlq_name();
+        let location = self.queue_location(&dlq);
+        let mut slot = self.dead.lock().await;
+        let (number, channel) = match slot.as_ref() {
+            Some((number, channel)) if channel.status().connected() => (*number, channel.clone()),
+            _ => {
+                let channel = self.scratch_channel().await?;
+                let number = self.dead_channels.fetch_add(1, Ordering::Relaxed) + 1;
+                *slot = Some((number, channel.clone()));
+                (number, channel)
+            }
+        };
+        let mut dead = Vec::new();
+        while dead.len() < max.max(1) {
+            let got = channel
+                .basic_get(ShortString::from(dlq.as_str()), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| lapin_error(&location, "fetching a dead letter", &e))?;
+            let Some(got) = got else { break };
+            let delivery = &got.delivery;
+            let headers = delivery.properties.headers().clone().unwrap_or_default();
+            let (reason, attempts) = dead_letter_reason(&headers, self.settings.delivery_limit);
+            dead.push(DeadLetter {
+                delivery: Delivery {
+                    body: delivery.data.clone(),
+                    attempt: attempts,
+                    handle: format_handle(number, delivery.delivery_tag),
+                },
+                reason,
+                attempts,
+            });
+        }
+        Ok(dead)
+    }
+
+    async fn ack_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        let (channel, tag) = self.dead_channel_of(dead).await?;
+        channel.basic_ack(tag, BasicAckOptions::default()).await.map_err(|e| {
+            lapin_error(&self.queue_location(&self.settings.dlq_name()), "acking a dead letter", &e)
+        })
+    }
+
+    async fn release_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        let (channel, tag) = self.dead_channel_of(dead).await?;
+        channel.basic_reject(tag, BasicRejectOptions { requeue: true }).await.map_err(|e| {
+            lapin_error(&self.queue_location(&self.settings.dlq_name()), "releasing a dead letter", &e)
+        })
+    }
+
+    fn settings(&self) -> &QueueSettings {
+        &self.settings
     }
 
     fn backend(&self) -> &'static str {
@@ -637,6 +723,37 @@ fn format_handle(generation: u64, tag: u64) -> String {
 fn parse_handle(handle: &str) -> Option<(u64, u64)> {
     let (generation, tag) = handle.split_once(':')?;
     Some((generation.parse().ok()?, tag.parse().ok()?))
+}
+
+/// Why a message is in the dead-letter queue, and after how many deliveries: our own headers
+/// when a consumer dead-lettered it, else the broker's `x-death` record (its delivery limit).
+fn dead_letter_reason(headers: &FieldTable, delivery_limit: u32) -> (String, u32) {
+    let map = headers.inner();
+    let text = |value: &AMQPValue| match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    };
+    if let Some(reason) = map.get("x-txp-reason").and_then(text) {
+        let attempts = map.get("x-txp-attempts").and_then(as_count).unwrap_or(0);
+        return (reason, attempts);
+    }
+    // RabbitMQ moved it: one x-death entry per (queue, reason), newest first.
+    let death = match map.get("x-death") {
+        Some(AMQPValue::FieldArray(entries)) => entries.as_slice().iter().find_map(|entry| match entry {
+            AMQPValue::FieldTable(table) => Some(table.inner().clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let attempts = delivery_limit;
+    match death.as_ref().and_then(|d| d.get("reason")).and_then(text) {
+        Some(why) if why == "delivery_limit" => {
+            (format!("delivery limit {attempts} reached (moved by RabbitMQ)"), attempts)
+        }
+        Some(why) => (format!("dead-lettered by RabbitMQ: {why}"), attempts),
+        None => ("no reason recorded".to_owned(), 0),
+    }
 }
 
 /// A header's integer value (`x-delivery-count` comes as a signed 64-bit integer, but any

@@ -10,12 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use txp_entity::queue_message::{ActiveModel, Column, Entity as QueueMessage};
 
-use super::{Delivery, Depth, Queue, QueueError, QueueSettings};
+use super::{DeadLetter, Delivery, Depth, Queue, QueueError, QueueSettings};
 use crate::database::now_ms;
 
 /// How often an empty receive looks again while it waits.
@@ -69,20 +69,30 @@ impl DbQueue {
             })
     }
 
+    /// Up to `max` visible rows of `queue`, oldest first, locked for this transaction on
+    /// PostgreSQL (rows another receiver holds are skipped).
+    async fn visible_rows(
+        txn: &DatabaseTransaction,
+        queue: &str,
+        now: i64,
+        max: usize,
+    ) -> Result<Vec<txp_entity::queue_message::Model>, DbErr> {
+        let mut select = QueueMessage::find()
+            .filter(Column::Queue.eq(queue))
+            .filter(Column::VisibleAtMs.lte(now))
+            .order_by_asc(Column::Id)
+            .limit(u64::try_from(max).unwrap_or(u64::MAX));
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        select.all(txn).await
+    }
+
     /// One attempt at leasing up to `max` messages.
     async fn lease(&self, max: usize) -> Result<Vec<Delivery>, DbErr> {
         let txn = self.db.begin().await?;
         let now = now_ms();
-        let limit = u64::try_from(max).unwrap_or(u64::MAX);
-        let mut select = QueueMessage::find()
-            .filter(Column::Queue.eq(&self.settings.name))
-            .filter(Column::VisibleAtMs.lte(now))
-            .order_by_asc(Column::Id)
-            .limit(limit);
-        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let rows = select.all(&txn).await?;
+        let rows = Self::visible_rows(&txn, &self.settings.name, now, max).await?;
         let mut leased = Vec::with_capacity(rows.len());
         let limit = i32::try_from(self.settings.delivery_limit).unwrap_or(i32::MAX);
         for row in rows {
@@ -107,6 +117,51 @@ impl DbQueue {
         }
         txn.commit().await?;
         Ok(leased)
+    }
+
+    /// Leases up to `max` dead letters: their `visible_at_ms` moves one visibility timeout on,
+    /// and the handle carries it, so that only this lease can ack or release them.
+    async fn lease_dead(&self, max: usize) -> Result<Vec<DeadLetter>, DbErr> {
+        let txn = self.db.begin().await?;
+        let now = now_ms();
+        let until = now.saturating_add(millis(self.settings.visibility_timeout));
+        let rows = Self::visible_rows(&txn, &self.settings.dlq_name(), now, max).await?;
+        let mut leased = Vec::with_capacity(rows.len());
+        for row in rows {
+            let dead = DeadLetter {
+                delivery: Delivery {
+                    body: row.body.clone().into_bytes(),
+                    attempt: u32::try_from(row.receive_count).unwrap_or(0),
+                    handle: format!("{}:{until}", row.id),
+                },
+                reason: row.dead_reason.clone().unwrap_or_else(|| "no reason recorded".to_owned()),
+                attempts: u32::try_from(row.receive_count).unwrap_or(0),
+            };
+            let mut active: ActiveModel = row.into();
+            active.visible_at_ms = Set(until);
+            active.update(&txn).await?;
+            leased.push(dead);
+        }
+        txn.commit().await?;
+        Ok(leased)
+    }
+
+    /// The dead-letter rows a dead-letter handle `ID:LEASED_UNTIL` still leases.
+    fn dead_lease(&self, dead: &DeadLetter) -> Result<sea_orm::Select<QueueMessage>, QueueError> {
+        let (id, until): (i64, i64) = dead
+            .delivery
+            .handle
+            .split_once(':')
+            .and_then(|(id, until)| Some((id.parse().ok()?, until.parse().ok()?)))
+            .ok_or_else(|| QueueError::Permanent {
+                location: format!("embedded queue {}", self.settings.dlq_name()),
+                message: format!("`{}` is not a dead-letter handle of this queue", dead.delivery.handle),
+                hint: None,
+            })?;
+        Ok(QueueMessage::find()
+            .filter(Column::Id.eq(id))
+            .filter(Column::Queue.eq(self.settings.dlq_name()))
+            .filter(Column::VisibleAtMs.eq(until)))
     }
 
     /// Updates the row of a current lease; false when the lease is no longer this delivery's.
@@ -219,6 +274,40 @@ impl Queue for DbQueue {
         let in_flight = count(self.settings.name.clone(), Some(false)).await.map_err(|e| self.error(&e))?;
         let dead = count(self.settings.dlq_name(), None).await.map_err(|e| self.error(&e))?;
         Ok(Depth { ready, in_flight, dead })
+    }
+
+    async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError> {
+        let until = now_ms().saturating_add(millis(by));
+        if !self.update_lease(delivery, |row| row.visible_at_ms = Set(until)).await? {
+            tracing::warn!(queue = %self.settings.name, handle = %delivery.handle, "lease lost before it could be extended");
+        }
+        Ok(())
+    }
+
+    async fn receive_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.lease_dead(max.max(1)).await.map_err(|e| self.error(&e))
+    }
+
+    async fn ack_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        let Some(row) = self.dead_lease(dead)?.one(&self.db).await.map_err(|e| self.error(&e))? else {
+            return Ok(());
+        };
+        QueueMessage::delete_by_id(row.id).exec(&self.db).await.map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
+    async fn release_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        let Some(row) = self.dead_lease(dead)?.one(&self.db).await.map_err(|e| self.error(&e))? else {
+            return Ok(());
+        };
+        let mut active: ActiveModel = row.into();
+        active.visible_at_ms = Set(now_ms());
+        active.update(&self.db).await.map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
+    fn settings(&self) -> &QueueSettings {
+        &self.settings
     }
 
     fn backend(&self) -> &'static str {

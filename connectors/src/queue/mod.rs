@@ -74,6 +74,17 @@ pub struct Delivery {
     pub handle: String,
 }
 
+/// A message leased from the dead-letter queue, with why it is there.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub delivery: Delivery,
+    /// The reason recorded when it was dead-lettered (by a consumer, or the broker's delivery
+    /// limit).
+    pub reason: String,
+    /// How many deliveries it had on the main queue.
+    pub attempts: u32,
+}
+
 /// Depths of the main queue and its dead-letter queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Depth {
@@ -100,6 +111,19 @@ pub trait Queue: Send + Sync + fmt::Debug {
     async fn release(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Moves a delivery to the dead-letter queue at once, with a reason.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+    /// Keeps a delivery leased for `by` from now, while it is still being worked on. RabbitMQ
+    /// has no lease to extend (an unacked delivery stays with its channel; the broker's
+    /// `consumer_timeout` bounds how long): there it does nothing.
+    async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError>;
+    /// Leases up to `max` messages of the dead-letter queue (what is there now; no wait). A
+    /// leased dead letter stays invisible to other receivers until acked or released.
+    async fn receive_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    /// Removes a dead letter for good (after its copy is confirmed on the main queue).
+    async fn ack_dead(&self, dead: &DeadLetter) -> Result<(), QueueError>;
+    /// Gives a dead letter back to the dead-letter queue unchanged.
+    async fn release_dead(&self, dead: &DeadLetter) -> Result<(), QueueError>;
+    /// Its name, delivery limit and visibility timeout (for SQS, the name its URL gives).
+    fn settings(&self) -> &QueueSettings;
     /// Current depths.
     async fn depth(&self) -> Result<Depth, QueueError>;
     /// `db`, `rabbitmq` or `sqs`: a low-cardinality label for logs and metrics.

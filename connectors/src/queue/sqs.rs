@@ -17,7 +17,7 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::OnceCell;
 
-use super::{Delivery, Depth, Queue, QueueError, QueueSettings};
+use super::{DeadLetter, Delivery, Depth, Queue, QueueError, QueueSettings};
 
 /// SQS's classic message size limit. AWS has since raised its own to 1 MiB (and moto 5.2
 /// follows), but queues created before, and other SQS-compatible servers, keep 256 KiB: a
@@ -265,18 +265,15 @@ impl SqsQueue {
         })
     }
 
-    /// Extends a delivery's lease: it stays invisible to other consumers for `by` from now.
-    pub async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError> {
-        self.change_visibility(delivery, seconds_up(by, MAX_VISIBILITY_SECONDS), "extending a lease").await
-    }
-
+    /// ChangeMessageVisibility of a delivery of the main queue, or of the DLQ when `dead`.
     async fn change_visibility(
         &self,
         delivery: &Delivery,
         seconds: i32,
+        dead: bool,
         doing: &str,
     ) -> Result<(), QueueError> {
-        let url = self.main_url().await?;
+        let (url, name) = self.queue_of(dead).await?;
         self.client
             .change_message_visibility()
             .queue_url(url)
@@ -284,8 +281,42 @@ impl SqsQueue {
             .visibility_timeout(seconds)
             .send()
             .await
-            .map_err(|e| self.error(&self.settings.name, doing, &e))?;
+            .map_err(|e| self.error(&name, doing, &e))?;
         Ok(())
+    }
+
+    /// ReceiveMessage on the main queue, or on the DLQ when `dead` (with the message
+    /// attributes the dead-lettering recorded).
+    async fn receive_from(
+        &self,
+        dead: bool,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, QueueError> {
+        let (url, name) = self.queue_of(dead).await?;
+        let max = i32::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1);
+        let mut request = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait_seconds(wait))
+            .visibility_timeout(seconds_up(self.settings.visibility_timeout, MAX_VISIBILITY_SECONDS))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
+        if dead {
+            request = request.message_attribute_names("All");
+        }
+        let out = request.send().await.map_err(|e| self.error(&name, "receiving", &e))?;
+        Ok(out.messages().to_vec())
+    }
+
+    /// The URL and name of the main queue, or of the DLQ when `dead`.
+    async fn queue_of(&self, dead: bool) -> Result<(&str, String), QueueError> {
+        if dead {
+            Ok((self.dlq_url().await?, self.settings.dlq_name()))
+        } else {
+            Ok((self.main_url().await?, self.settings.name.clone()))
+        }
     }
 
     async fn main_url(&self) -> Result<&str, QueueError> {
@@ -426,16 +457,16 @@ impl SqsQueue {
         })
     }
 
-    /// DeleteMessage.
-    async fn delete(&self, delivery: &Delivery, doing: &str) -> Result<(), QueueError> {
-        let url = self.main_url().await?;
+    /// DeleteMessage, from the main queue or from the DLQ when `dead`.
+    async fn delete(&self, delivery: &Delivery, dead: bool, doing: &str) -> Result<(), QueueError> {
+        let (url, name) = self.queue_of(dead).await?;
         self.client
             .delete_message()
             .queue_url(url)
             .receipt_handle(&delivery.handle)
             .send()
             .await
-            .map_err(|e| self.error(&self.settings.name, doing, &e))?;
+            .map_err(|e| self.error(&name, doing, &e))?;
         Ok(())
     }
 
@@ -508,28 +539,54 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
-        let url = self.main_url().await?;
-        let max = i32::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1);
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(max)
-            .wait_time_seconds(wait_seconds(wait))
-            .visibility_timeout(seconds_up(self.settings.visibility_timeout, MAX_VISIBILITY_SECONDS))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| self.error(&self.settings.name, "receiving", &e))?;
-        Ok(out.messages().iter().filter_map(delivery).collect())
+        let messages = self.receive_from(false, max, wait).await?;
+        Ok(messages.iter().filter_map(delivery).collect())
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.delete(delivery, "deleting (acking) a message").await
+        self.delete(delivery, false, "deleting (acking) a message").await
     }
 
     async fn release(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.change_visibility(delivery, 0, "releasing a message").await
+        self.change_visibility(delivery, 0, false, "releasing a message").await
+    }
+
+    async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError> {
+        self.change_visibility(delivery, seconds_up(by, MAX_VISIBILITY_SECONDS), false, "extending a lease")
+            .await
+    }
+
+    async fn receive_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let messages = self.receive_from(true, max, Duration::ZERO).await?;
+        let limit = self.settings.delivery_limit;
+        Ok(messages
+            .iter()
+            .filter_map(|message| {
+                let delivery = delivery(message)?;
+                let attribute = |key: &str| {
+                    message.message_attributes().and_then(|a| a.get(key)).and_then(|v| v.string_value())
+                };
+                // No attributes: SQS's redrive moved it after `limit` receives.
+                let reason = attribute("txp-reason").map_or_else(
+                    || format!("delivery limit {limit} reached (moved by the SQS redrive policy)"),
+                    str::to_owned,
+                );
+                let attempts = attribute("txp-attempts").and_then(|a| a.parse().ok()).unwrap_or(limit);
+                Some(DeadLetter { delivery, reason, attempts })
+            })
+            .collect())
+    }
+
+    async fn ack_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        self.delete(&dead.delivery, true, "deleting a replayed dead letter").await
+    }
+
+    async fn release_dead(&self, dead: &DeadLetter) -> Result<(), QueueError> {
+        self.change_visibility(&dead.delivery, 0, true, "releasing a dead letter").await
+    }
+
+    fn settings(&self) -> &QueueSettings {
+        &self.settings
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
@@ -542,7 +599,7 @@ impl Queue for SqsQueue {
             ("txp-from".to_owned(), string_attribute(&self.settings.name, &dlq)?),
         ]);
         self.send(url, &dlq, &delivery.body, Some(attributes)).await?;
-        self.delete(delivery, "deleting a dead-lettered message").await
+        self.delete(delivery, false, "deleting a dead-lettered message").await
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
