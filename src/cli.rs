@@ -120,6 +120,16 @@ Each dead letter is republished (confirmed), recorded in the replay_audit table,
 the dead-letter queue. A message already replayed --max-replays times is left where it is (loop
 guard): fix its cause, or record its chunk as lost with `txp skip`.")]
     Replay(ReplayArgs),
+    /// Publish again the chunks a stream stored that have no commit and no message anywhere.
+    #[command(after_help = "\
+Examples:
+  txp reconcile --stream banksim --dry-run
+  txp reconcile --stream banksim --queue amqp://guest:guest@127.0.0.1:5672/%2f
+
+A chunk whose message is in the dead-letter queue is left to `txp replay`. While the queue still holds
+messages the missing chunks may be among them: reconcile refuses unless --force (a duplicate is harmless:
+consumers ack a committed chunk with no effect). RabbitMQ does not report unacked messages.")]
+    Reconcile(ReconcileArgs),
     /// Manage queues.
     #[command(
         subcommand,
@@ -372,6 +382,24 @@ pub struct ReplayArgs {
     pub database: DatabaseArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The stream [setting upload.stream].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// The queue to publish on [setting queue.url, default db].
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// List the chunks that would be published; publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Publish even while the queue still holds messages.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
 /// `5/s` or `5`: messages per second, at least 1.
 fn parse_rate(text: &str) -> Result<u32, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);
@@ -470,6 +498,15 @@ impl Cli {
             Command::Skip(args) => {
                 if let Some(stream) = &args.stream {
                     flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Reconcile(args) => {
+                if let Some(stream) = &args.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                if let Some(queue) = &args.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
                 }
                 database(&args.database, &mut flags);
             }

@@ -48,6 +48,7 @@ pub fn run(cli: Cli, settings: &Settings, interrupt: &Interrupt) -> Result<Outco
         Command::Run(args) => commands::pipeline::run(&args, settings, interrupt),
         Command::Demo(args) => commands::pipeline::demo(&args, settings, ui, interrupt),
         Command::Skip(args) => commands::pipeline::skip(&args, settings),
+        Command::Reconcile(args) => commands::pipeline::reconcile(&args, settings),
         Command::Replay(args) => commands::pipeline::replay(&args, settings, interrupt),
     }
 }

@@ -83,6 +83,10 @@ pub const KEYS: &[Key] = &[
         help: "a partial output file (fewer than 50 detections) is written once its oldest has waited this long",
     },
     Key {
+        name: "output.stall_warning",
+        help: "a detector waiting this long for a stored chunk warns, pointing to `txp replay` and `txp reconcile`",
+    },
+    Key {
         name: "s3.endpoint_url",
         help: "S3-compatible endpoint; empty: the AWS SDK's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)",
     },
@@ -154,6 +158,8 @@ pub struct Settings {
     pub s3: S3Settings,
     /// `output.max_wait`.
     pub output_max_wait: Duration,
+    /// `output.stall_warning`.
+    pub output_stall_warning: Duration,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
     pub shown: Vec<(&'static str, String, Origin)>,
 }
@@ -173,6 +179,7 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     max_wait: String,
+    stall_warning: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +303,7 @@ fn defaults() -> Dict {
         ("queue.delivery_limit", Value::from(5_u64)),
         ("queue.visibility_timeout", Value::from("60s")),
         ("output.max_wait", Value::from("5s")),
+        ("output.stall_warning", Value::from("60s")),
         ("s3.endpoint_url", Value::from("")),
         ("s3.region", Value::from("")),
         ("s3.force_path_style", Value::from(false)),
@@ -478,6 +486,7 @@ impl Settings {
         };
         let interval = duration("upload.interval", &raw.upload.interval)?;
         let output_max_wait = duration("output.max_wait", &raw.output.max_wait)?;
+        let output_stall_warning = duration("output.stall_warning", &raw.output.stall_warning)?;
         let visibility_timeout = duration("queue.visibility_timeout", &raw.queue.visibility_timeout)?;
         if visibility_timeout < Duration::from_secs(1) {
             return Err(invalid("queue.visibility_timeout", "must be at least 1s".to_owned()));
@@ -510,7 +519,7 @@ impl Settings {
             visibility_timeout,
         };
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let values: [(&str, String); 19] = [
+        let values: [(&str, String); 20] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -527,6 +536,7 @@ impl Settings {
             ("queue.delivery_limit", raw.queue.delivery_limit.to_string()),
             ("queue.visibility_timeout", quoted(&raw.queue.visibility_timeout)),
             ("output.max_wait", quoted(&raw.output.max_wait)),
+            ("output.stall_warning", quoted(&raw.output.stall_warning)),
             ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
             ("s3.region", quoted(&raw.s3.region)),
             ("s3.force_path_style", raw.s3.force_path_style.to_string()),
@@ -554,6 +564,7 @@ impl Settings {
             queue,
             s3,
             output_max_wait,
+            output_stall_warning,
             shown,
         })
     }

@@ -692,3 +692,81 @@ fn a_partial_file_after_max_wait_and_sigterm_exits_zero() {
     setup.output_files();
     setup.assert_verified(&[]);
 }
+
+#[test]
+fn reconcile_publishes_lost_chunks_and_a_stalled_detector_says_what_helps() {
+    let setup = Setup::new(false);
+    setup.upload(&[]);
+    let (rt, _queue, db) = setup.queue("txp-chunks");
+    // The broker loses the messages of chunks 2 and 9; chunk 5's is dead-lettered.
+    let chunk_of = |body: &str| txp_core::message::ChunkMessage::decode(body.as_bytes()).unwrap().chunk;
+    rt.block_on(async {
+        use sea_orm::{ActiveModelTrait, Set};
+        for row in txp_entity::queue_message::Entity::find().all(&db).await.unwrap() {
+            match chunk_of(&row.body) {
+                2 | 9 => {
+                    txp_entity::queue_message::Entity::delete_by_id(row.id).exec(&db).await.unwrap();
+                }
+                5 => {
+                    let mut row: txp_entity::queue_message::ActiveModel = row.into();
+                    row.queue = Set("txp-chunks-dlq".to_owned());
+                    row.dead_reason = Set(Some("object missing: test".to_owned()));
+                    row.update(&db).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    });
+    // While messages wait, the lost chunks may be among them: refused.
+    let early = setup.txp(&["reconcile", "--dry-run"]).output().unwrap();
+    assert_eq!(early.status.code(), Some(2), "{}", String::from_utf8_lossy(&early.stderr));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("still holds 17 ready"));
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+
+    let dry = stdout(&mut setup.txp(&["reconcile", "--dry-run"]));
+    for line in ["would publish chunk 2 ", "would publish chunk 9 ", "left          chunk 5 "] {
+        assert!(dry.contains(line), "no `{line}` in:\n{dry}");
+    }
+    let (ready, dead) = rt.block_on(async {
+        let rows = txp_entity::queue_message::Entity::find().all(&db).await.unwrap();
+        (rows.iter().filter(|r| r.queue == "txp-chunks").count(), rows.len())
+    });
+    assert_eq!((ready, dead), (0, 1), "a dry run publishes nothing");
+    let done = stdout(&mut setup.txp(&["reconcile"]));
+    assert!(done.contains("published     chunk 2 ") && done.contains("published     chunk 9 "), "{done}");
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    let again = stdout(&mut setup.txp(&["reconcile"]));
+    assert!(!again.contains("published"), "{again}");
+
+    // The detector folds 0..=4 and waits for 5, which is stored: after output.stall_warning it
+    // says so, naming replay and reconcile.
+    let mut args = vec!["detect".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    args.extend(["--set".to_owned(), "output.stall_warning=1s".to_owned()]);
+    let mut detect = setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = detect.stderr.take().unwrap();
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log.lock().unwrap().contains("chunk 5 is stored but not committed") {
+        assert!(Instant::now() < deadline, "no stall warning:\n{}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(log.lock().unwrap().contains("txp reconcile --stream default"), "{}", log.lock().unwrap());
+    stdout(&mut setup.txp(&["replay", "--reason", "object missing"]));
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    wait_success(detect, "txp detect");
+    reader.join().unwrap();
+    setup.output_files();
+    setup.assert_verified(&[]);
+}

@@ -24,7 +24,7 @@ use txp_core::aggregate::ChunkAggregate;
 use txp_core::layout::{PART_FILE, SUCCESS};
 use txp_core::shard::{fnv1a64, shard_of};
 use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
-use txp_entity::{detection, detector_state, stream};
+use txp_entity::{detection, detector_state, stream, upload_ledger};
 
 use crate::chunks::{load_chunk, now_ms};
 use crate::output_files::{self, FILE_ROWS};
@@ -62,6 +62,8 @@ pub struct DetectorOptions {
     pub max_wait: Duration,
     /// How often a detector waiting for a chunk looks again.
     pub poll: Duration,
+    /// After waiting this long for a chunk the uploader stored, warn and say what can help.
+    pub stall_warning: Duration,
     /// For crash tests only.
     pub crash_at: Option<(DetectorCrash, u64)>,
 }
@@ -354,7 +356,8 @@ impl Detector {
     /// Folds until shutdown, or with `until_idle` until done. At shutdown pending detections
     /// go into a last, partial file.
     pub async fn run(&mut self, until_idle: bool, mut shutdown: Shutdown) -> Result<(), DetectError> {
-        let mut waiting_for = None;
+        // The chunk waited for, since when, and whether the stall was reported.
+        let mut waiting_for: Option<(u64, tokio::time::Instant, bool)> = None;
         while !shutdown.is_raised() {
             match self.step().await? {
                 Step::Folded { chunk, detections } => {
@@ -370,15 +373,48 @@ impl Detector {
                             return Ok(());
                         }
                     }
-                    if waiting_for != Some(chunk) {
-                        tracing::info!(stream = %self.options.stream, shard = self.options.shard, chunk, "waiting for chunk");
-                        waiting_for = Some(chunk);
+                    match &mut waiting_for {
+                        Some((waited, since, reported)) if *waited == chunk => {
+                            if !*reported && since.elapsed() >= self.options.stall_warning {
+                                *reported = self.report_stall(chunk, since.elapsed()).await?;
+                            }
+                        }
+                        _ => {
+                            tracing::info!(stream = %self.options.stream, shard = self.options.shard, chunk, "waiting for chunk");
+                            waiting_for = Some((chunk, tokio::time::Instant::now(), false));
+                        }
                     }
                     shutdown.sleep(self.options.poll).await;
                 }
             }
         }
         self.flush().await
+    }
+}
+
+impl Detector {
+    /// Warns when the chunk waited for is stored (in the upload ledger) but not committed: its
+    /// message is dead-lettered or lost, and the warning says which command helps. True once
+    /// reported; false while the chunk is not even stored (the uploader is behind).
+    async fn report_stall(&self, chunk: u64, waited: Duration) -> Result<bool, DbErr> {
+        let stream = &self.options.stream;
+        let stored =
+            upload_ledger::Entity::find_by_id((stream.clone(), i64::try_from(chunk).unwrap_or(i64::MAX)))
+                .one(&self.db)
+                .await?;
+        if stored.is_none() {
+            return Ok(false);
+        }
+        tracing::warn!(
+            %stream,
+            shard = self.options.shard,
+            chunk,
+            waited_s = waited.as_secs(),
+            "chunk {chunk} is stored but not committed: if its message is in the dead-letter queue, fix the cause and run \
+             `txp replay`; if it was lost, `txp reconcile --stream {stream}` publishes it again; if it is gone for good, \
+             `txp skip --stream {stream} --chunk {chunk} --reason …`"
+        );
+        Ok(true)
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`chunks`]: the committed aggregates and idempotency records in the database;
 //! - [`detect`]: one detector per (stream, shard), fenced by its fold position;
 //! - [`output_files`]: output files decided in the database before they are written;
+//! - [`reconcile`]: chunks stored but never committed, whose message was lost, published again;
 //! - [`replay`]: dead letters back to the main queue, audited, with a loop guard;
 //! - [`chunk_folder`]: chunk folders in a local directory (`txp verify --input`);
 //! - [`shutdown`]: the signal every loop watches.
@@ -14,5 +15,6 @@ pub mod chunks;
 pub mod consume;
 pub mod detect;
 pub mod output_files;
+pub mod reconcile;
 pub mod replay;
 pub mod shutdown;

@@ -16,6 +16,7 @@ use txp_connectors::store::{ObjectStore, open_store};
 use txp_consumer::chunks::skip_chunk;
 use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
 use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
+use txp_consumer::reconcile::ReconcileError;
 use txp_consumer::replay::{ReplayAction, ReplayError, ReplayOptions};
 use txp_consumer::shutdown::{self, Shutdown, ShutdownSignal};
 use txp_core::ImportanceTable;
@@ -25,8 +26,8 @@ use txp_uploader::upload::{UploadProgress, sha256_hex};
 use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
 use crate::Outcome;
 use crate::cli::{
-    ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, ReplayArgs, RunArgs,
-    SkipArgs, VerifyArgs, Weights,
+    ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, ReconcileArgs, ReplayArgs,
+    RunArgs, SkipArgs, VerifyArgs, Weights,
 };
 use crate::error::Error;
 use crate::interrupt::Interrupt;
@@ -136,6 +137,7 @@ async fn run_shard(
         shards,
         importance_sha256: importance.1.clone(),
         max_wait: settings.output_max_wait,
+        stall_warning: settings.output_stall_warning,
         poll: Duration::from_millis(200),
         crash_at: crash,
     };
@@ -388,6 +390,36 @@ pub fn replay(args: &ReplayArgs, settings: &Settings, interrupt: &Interrupt) -> 
                 "a message replayed {} times keeps failing: fix its cause, or record its chunk as lost with `txp skip`",
                 args.max_replays
             );
+        }
+        Ok(Outcome::Success)
+    })
+}
+
+/// Runs `txp reconcile`.
+pub fn reconcile(args: &ReconcileArgs, settings: &Settings) -> Result<Outcome, Error> {
+    runtime()?.block_on(async {
+        let db = connect(settings).await?;
+        let queue = queue(settings, &db).await?;
+        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let stream = &settings.stream;
+        let report = txp_consumer::reconcile::reconcile(&db, &queue, stream, args.dry_run, args.force)
+            .await
+            .map_err(|e| match e {
+                ReconcileError::Queue(e) => queue_error(&e),
+                ReconcileError::Database(e) => Error::usage(format!("database: {e}")),
+                e @ ReconcileError::StillQueued { .. } => Error::usage(e.to_string()).hint(
+                    "wait until the consumers have drained the queue, or pass --force (a duplicate is harmless)",
+                ),
+            })?;
+        let verb = if args.dry_run { "would publish" } else { "published" };
+        for chunk in &report.republished {
+            println!("{verb:<14}chunk {chunk} of stream {stream}: stored, never committed, no message anywhere");
+        }
+        for chunk in &report.dead_lettered {
+            println!("{:<14}chunk {chunk} of stream {stream}: its message is in the dead-letter queue (txp replay)", "left");
+        }
+        if report.republished.is_empty() && report.dead_lettered.is_empty() {
+            println!("stream {stream}: every stored chunk is committed or skipped");
         }
         Ok(Outcome::Success)
     })
