@@ -278,6 +278,30 @@ fn run_on_sqlite_writes_every_detection_once() {
     assert!(out.contains("shard 0/1: folded through chunk 19"), "{out}");
     assert!(setup.output_files() >= 2);
     setup.assert_verified(&[]);
+    // Each detection carries the figures that made it, and they satisfy its pattern's
+    // condition under the seed preset (docs/patterns.md §2).
+    let (rt, _, db) = setup.queue("unused");
+    let seed = txp_core::Preset::Seed.thresholds();
+    let detections = rt.block_on(txp_entity::detection::Entity::find().all(&db)).unwrap();
+    assert!(!detections.is_empty());
+    for d in &detections {
+        let text = d.figures.as_deref().unwrap_or_else(|| panic!("no figures: {d:?}"));
+        let f: txp_core::engine::Figures = serde_json::from_str(text).unwrap();
+        match d.pattern.as_str() {
+            "PatId1" => {
+                assert!(f.merchant_txns > seed.upgrade_min_merchant_txns, "{text}");
+                assert!(f.pair_txns.unwrap() >= f.count_cutoff.unwrap(), "{text}");
+                assert!(f.k.is_some() && f.j.is_some() && f.weight_cutoff.is_some(), "{text}");
+            }
+            "PatId2" => {
+                assert!(f.pair_txns.unwrap() > seed.child_min_txns && f.pair_amount.is_some(), "{text}")
+            }
+            _ => assert!(
+                f.female_customers > seed.dei_min_female_customers && f.female_customers < f.male_customers,
+                "{text}"
+            ),
+        }
+    }
     // Running again changes nothing: every chunk is committed and folded.
     let before = setup.output_files();
     stdout(&mut setup.txp(&args));

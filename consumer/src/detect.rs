@@ -247,6 +247,14 @@ impl Detector {
         };
         let found = self.engine.apply(&aggregate)?;
         let count = found.len();
+        // The figures as they stand after this chunk: what made each detection.
+        let found: Vec<(Detection, Option<String>)> = found
+            .into_iter()
+            .map(|d| {
+                let figures = self.engine.figures(&d).and_then(|f| serde_json::to_string(&f).ok());
+                (d, figures)
+            })
+            .collect();
         self.commit_fold(chunk, found).await?;
         self.position = Some(chunk);
         if self.options.crash_at == Some((DetectorCrash::AfterStateCommit, chunk)) {
@@ -258,7 +266,11 @@ impl Detector {
 
     /// One transaction: the position moves from the one this detector holds to `chunk` (or
     /// nothing is committed), the chunk's detections are inserted, and full files are decided.
-    async fn commit_fold(&self, chunk: u64, found: Vec<Detection>) -> Result<(), DetectError> {
+    async fn commit_fold(
+        &self,
+        chunk: u64,
+        found: Vec<(Detection, Option<String>)>,
+    ) -> Result<(), DetectError> {
         let (stream, shard) = (&self.options.stream, shard_i32(self.options.shard));
         let now = now_ms();
         let txn = self.db.begin().await?;
@@ -276,7 +288,7 @@ impl Detector {
             return Err(DetectError::Fenced { stream: stream.clone(), shard: self.options.shard });
         }
         for batch in found.chunks(2_000) {
-            let rows = batch.iter().map(|d| detection::ActiveModel {
+            let rows = batch.iter().map(|(d, figures)| detection::ActiveModel {
                 stream: Set(stream.clone()),
                 pattern: Set(d.pattern.id().to_owned()),
                 customer: Set(d.customer.clone()),
@@ -286,6 +298,7 @@ impl Detector {
                 detected_at_ms: Set(now),
                 file_id: Set(None),
                 file_row: Set(None),
+                figures: Set(figures.clone()),
             });
             detection::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }

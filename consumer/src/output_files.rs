@@ -194,6 +194,7 @@ mod tests {
             detected_at_ms: 1_796_036_664_000,
             file_id: Some(1),
             file_row: Some(0),
+            figures: None,
         };
         let bytes = file_bytes(1_796_036_663_000, &[d("PatId2", "=C1", "M1"), d("PatId3", "", "M,2")]);
         let text = String::from_utf8(bytes.clone()).unwrap();

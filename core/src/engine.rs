@@ -119,6 +119,53 @@ struct Merchant {
     weights: WeightIndex,
 }
 
+/// The figures that made a detection, as they stand right after the chunk that made it
+/// (docs/patterns.md §2): what a user checks a detection against. Amounts and weights are exact
+/// decimal text; a mean is its sum and count, never a rounded quotient.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Figures {
+    /// `n(c,m)`: the pair's transactions (UPGRADE, CHILD).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pair_txns: Option<u64>,
+    /// The pair's amount sum (CHILD; the average is `pair_amount / pair_txns`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pair_amount: Option<String>,
+    /// `N(m)`: the merchant's transactions.
+    pub merchant_txns: u64,
+    /// The merchant's distinct customers.
+    pub merchant_customers: u64,
+    /// Customers of the merchant seen with gender F, and with M (DEI-NEEDED).
+    pub female_customers: u64,
+    pub male_customers: u64,
+    /// UPGRADE: `k`, the rank of the count cut-off, and the cut-off (the k-th largest count).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub k: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub count_cutoff: Option<u64>,
+    /// UPGRADE: `j`, the rank of the weight cut-off among weighted customers, and the cut-off
+    /// mean as `[sum, count]`; the pair's own mean weight the same way.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub j: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weight_cutoff: Option<(String, u64)>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pair_weight: Option<(String, u64)>,
+}
+
+/// UPGRADE's cut-offs of a merchant.
+#[derive(Debug, Clone, Copy)]
+struct UpgradeCutoffs {
+    k: u64,
+    count_cutoff: u64,
+    j: u64,
+    /// The weight rank (0-based) of the j-th smallest mean among present customers.
+    weight_cutoff_rank: usize,
+}
+
+fn weight_text(w: WeightSum) -> (String, u64) {
+    (crate::decimal::format_micros(w.sum_micros), w.count)
+}
+
 /// The running state of one stream and the detections emitted so far.
 #[derive(Debug)]
 pub struct Engine {
@@ -175,6 +222,44 @@ impl Engine {
         found.sort_unstable();
         self.detections += found.len() as u64;
         Ok(found)
+    }
+
+    /// The figures behind a detection of the last chunk applied (see [`Figures`]); `None` for a
+    /// merchant the engine has not seen.
+    pub fn figures(&self, detection: &Detection) -> Option<Figures> {
+        let merchant = self.merchants.get(detection.merchant.as_str())?;
+        let pair = merchant.customers.get(detection.customer.as_str());
+        let mut figures = Figures {
+            pair_txns: pair.map(|p| p.count),
+            pair_amount: pair
+                .map(|p| crate::decimal::format_micros(i128::try_from(p.amount_micros).unwrap_or(i128::MAX))),
+            merchant_txns: merchant.transactions,
+            merchant_customers: merchant.customers.len() as u64,
+            female_customers: merchant.female_customers,
+            male_customers: merchant.male_customers,
+            k: None,
+            count_cutoff: None,
+            j: None,
+            weight_cutoff: None,
+            pair_weight: None,
+        };
+        if detection.pattern == Pattern::DeiNeeded {
+            figures.pair_txns = None;
+            figures.pair_amount = None;
+        }
+        if detection.pattern == Pattern::Upgrade
+            && let Some(cut) = merchant.upgrade_cutoffs(&self.thresholds)
+        {
+            let weights = self.importance.merchant(&detection.merchant);
+            let weight_of = |customer: &str| weights.and_then(|w| w.get(customer)).copied().map(weight_text);
+            figures.k = Some(cut.k);
+            figures.count_cutoff = Some(cut.count_cutoff);
+            figures.j = Some(cut.j);
+            figures.weight_cutoff = weight_of(&merchant.weights.customers[cut.weight_cutoff_rank]);
+            figures.pair_weight = weight_of(&detection.customer);
+            figures.pair_amount = None;
+        }
+        Some(figures)
     }
 
     /// Applies several chunks in order, as a detector folding a batch does; the result is the
@@ -255,6 +340,23 @@ fn to_position(count: u64) -> usize {
 }
 
 impl Merchant {
+    /// UPGRADE's cut-offs now; `None` while the merchant is too small or has no weighted
+    /// customer.
+    fn upgrade_cutoffs(&self, thresholds: &Thresholds) -> Option<UpgradeCutoffs> {
+        if self.transactions <= thresholds.upgrade_min_merchant_txns {
+            return None;
+        }
+        let weighted = self.weights.present.total();
+        if weighted == 0 {
+            return None;
+        }
+        let k = thresholds.upgrade_top_pct.rank_of(self.customers.len() as u64);
+        let count_cutoff = self.counts.kth_largest(k) as u64;
+        let j = thresholds.upgrade_bottom_pct.rank_of(weighted);
+        let weight_cutoff_rank = self.weights.present.kth_smallest(j) - 1;
+        Some(UpgradeCutoffs { k, count_cutoff, j, weight_cutoff_rank })
+    }
+
     /// Evaluates DEI-NEEDED and UPGRADE after a chunk that touched this merchant.
     fn evaluate(&mut self, name: &str, thresholds: &Thresholds, chunk: u64, found: &mut Vec<Detection>) {
         if !self.dei_emitted
@@ -269,17 +371,10 @@ impl Merchant {
                 merchant: name.to_owned(),
             });
         }
-        if self.transactions <= thresholds.upgrade_min_merchant_txns {
+        let Some(UpgradeCutoffs { count_cutoff, weight_cutoff_rank, .. }) = self.upgrade_cutoffs(thresholds)
+        else {
             return;
-        }
-        let weighted = self.weights.present.total();
-        if weighted == 0 {
-            return;
-        }
-        let k = thresholds.upgrade_top_pct.rank_of(self.customers.len() as u64);
-        let count_cutoff = self.counts.kth_largest(k) as u64;
-        let j = thresholds.upgrade_bottom_pct.rank_of(weighted);
-        let weight_cutoff_rank = self.weights.present.kth_smallest(j) - 1;
+        };
         let end = self.weights.tie_end[weight_cutoff_rank];
         while let Some(rank) = self.weights.candidates.first_at_least(count_cutoff, end) {
             self.weights.candidates.set(rank, 0);

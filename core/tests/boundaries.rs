@@ -213,3 +213,34 @@ fn invalid_rows_take_no_part_in_any_statistic() {
     rows.push("1,'C1','7','F','28007','M1','28007','es_food',1,0".to_owned());
     assert!(detect(seed(), &imp(&[]), &[chunk_file(&rows)]).is_empty());
 }
+
+#[test]
+fn figures_name_the_counts_sums_and_cutoffs_that_made_a_detection() {
+    use txp_core::{ChunkAggregate, Engine, ImportanceTable};
+    let (mut rows, mut weights) = ten_customers();
+    weights[9].2 = "0.5".to_owned();
+    // C1 of M2: four rows averaging below the CHILD limit (M1's average is at it: not CHILD).
+    rows.extend(rows_of("C1", "M2", 4, "0.25"));
+    let thresholds = Thresholds {
+        child_min_txns: 3,
+        child_max_avg_amount: Decimal6::from_units(1),
+        ..upgrade_only(0, "10", "10")
+    };
+    let mut engine = Engine::new(thresholds, ImportanceTable::read(imp(&weights).as_bytes()).unwrap());
+    let chunk =
+        ChunkAggregate::from_part(0, "chunk_0.csv/part-00000.csv", chunk_file(&rows).as_bytes()).unwrap();
+    let found = engine.apply(&chunk).unwrap();
+    let actions: Vec<(&str, &str, &str)> =
+        found.iter().map(|d| (d.pattern.action_type(), d.customer.as_str(), d.merchant.as_str())).collect();
+    assert_eq!(actions, [("UPGRADE", "C10", "M1"), ("CHILD", "C1", "M2")]);
+    let upgrade = engine.figures(&found[0]).unwrap();
+    assert_eq!((upgrade.pair_txns, upgrade.merchant_txns, upgrade.merchant_customers), (Some(10), 55, 10));
+    assert_eq!((upgrade.k, upgrade.count_cutoff, upgrade.j), (Some(1), Some(10), Some(1)));
+    assert_eq!(upgrade.weight_cutoff, Some(("0.5".to_owned(), 1)));
+    assert_eq!(upgrade.pair_weight, Some(("0.5".to_owned(), 1)));
+    let child = engine.figures(&found[1]).unwrap();
+    assert_eq!((child.pair_txns, child.pair_amount.as_deref()), (Some(4), Some("1")));
+    assert_eq!((child.k, child.merchant_txns), (None, 4));
+    let json = serde_json::to_string(&child).unwrap();
+    assert_eq!(serde_json::from_str::<txp_core::engine::Figures>(&json).unwrap(), child);
+}

@@ -26,6 +26,9 @@ pub struct Model {
     pub file_id: Option<i64>,
     /// Its row in that file, from 0.
     pub file_row: Option<i32>,
+    /// The figures that made it (JSON: counts, exact sums, cut-offs, k and j; see
+    /// `txp_core::engine::Figures`).
+    pub figures: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
