@@ -87,6 +87,14 @@ pub const KEYS: &[Key] = &[
         help: "a detector waiting this long for a stored chunk warns, pointing to `txp replay` and `txp reconcile`",
     },
     Key {
+        name: "detector.persist_every",
+        help: "running statistics (pair_stats, merchant_stats) are persisted at least every this many chunks, and when idle",
+    },
+    Key {
+        name: "detector.retention_chunks",
+        help: "chunk aggregates more than this many chunks behind every shard's persisted statistics are pruned; 0 keeps all",
+    },
+    Key {
         name: "s3.endpoint_url",
         help: "S3-compatible endpoint; empty: the AWS SDK's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)",
     },
@@ -160,6 +168,10 @@ pub struct Settings {
     pub output_max_wait: Duration,
     /// `output.stall_warning`.
     pub output_stall_warning: Duration,
+    /// `detector.persist_every`.
+    pub persist_every: u64,
+    /// `detector.retention_chunks`; 0 keeps every aggregate.
+    pub retention_chunks: u64,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
     pub shown: Vec<(&'static str, String, Origin)>,
 }
@@ -172,7 +184,15 @@ struct RawSettings {
     database: RawDatabase,
     queue: RawQueue,
     output: RawOutput,
+    detector: RawDetector,
     s3: RawS3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetector {
+    persist_every: u64,
+    retention_chunks: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +324,8 @@ fn defaults() -> Dict {
         ("queue.visibility_timeout", Value::from("60s")),
         ("output.max_wait", Value::from("5s")),
         ("output.stall_warning", Value::from("60s")),
+        ("detector.persist_every", Value::from(10_u64)),
+        ("detector.retention_chunks", Value::from(100_u64)),
         ("s3.endpoint_url", Value::from("")),
         ("s3.region", Value::from("")),
         ("s3.force_path_style", Value::from(false)),
@@ -491,6 +513,9 @@ impl Settings {
         if visibility_timeout < Duration::from_secs(1) {
             return Err(invalid("queue.visibility_timeout", "must be at least 1s".to_owned()));
         }
+        if raw.detector.persist_every == 0 {
+            return Err(invalid("detector.persist_every", "must be at least 1".to_owned()));
+        }
         if raw.queue.delivery_limit == 0 {
             return Err(invalid("queue.delivery_limit", "must be at least 1".to_owned()));
         }
@@ -519,7 +544,7 @@ impl Settings {
             visibility_timeout,
         };
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let values: [(&str, String); 20] = [
+        let values: [(&str, String); 22] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -537,6 +562,8 @@ impl Settings {
             ("queue.visibility_timeout", quoted(&raw.queue.visibility_timeout)),
             ("output.max_wait", quoted(&raw.output.max_wait)),
             ("output.stall_warning", quoted(&raw.output.stall_warning)),
+            ("detector.persist_every", raw.detector.persist_every.to_string()),
+            ("detector.retention_chunks", raw.detector.retention_chunks.to_string()),
             ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
             ("s3.region", quoted(&raw.s3.region)),
             ("s3.force_path_style", raw.s3.force_path_style.to_string()),
@@ -565,6 +592,8 @@ impl Settings {
             s3,
             output_max_wait,
             output_stall_warning,
+            persist_every: raw.detector.persist_every,
+            retention_chunks: raw.detector.retention_chunks,
             shown,
         })
     }

@@ -272,6 +272,9 @@ fn run_on_sqlite_writes_every_detection_once() {
     setup.upload(&[]);
     let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
     args.extend(setup.detect_args());
+    for set in ["detector.persist_every=3", "detector.retention_chunks=5"] {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = stdout(&mut setup.txp(&args));
     assert!(out.contains("20 committed"), "{out}");
@@ -302,6 +305,26 @@ fn run_on_sqlite_writes_every_detection_once() {
             ),
         }
     }
+    // The running statistics are persisted, current now that the run is idle, and every
+    // aggregate more than 5 chunks behind them is pruned.
+    let (pairs, merchants, state, kept) = rt.block_on(async {
+        (
+            txp_entity::pair_stats::Entity::find().all(&db).await.unwrap(),
+            txp_entity::merchant_stats::Entity::find().all(&db).await.unwrap(),
+            txp_entity::detector_state::Entity::find().one(&db).await.unwrap().unwrap(),
+            txp_entity::chunk_pair::Entity::find().all(&db).await.unwrap(),
+        )
+    });
+    assert_eq!((state.folded_through, state.persisted_through), (Some(19), Some(19)));
+    let rows: u64 = ROWS;
+    assert_eq!(pairs.iter().map(|p| p.txn_count as u64).sum::<u64>(), rows);
+    assert_eq!(merchants.iter().map(|m| m.txn_count as u64).sum::<u64>(), rows);
+    for m in &merchants {
+        let of: Vec<_> = pairs.iter().filter(|p| p.merchant == m.merchant).collect();
+        assert_eq!(m.customers as usize, of.len(), "{m:?}");
+        assert_eq!(m.txn_count, of.iter().map(|p| p.txn_count).sum::<i64>(), "{m:?}");
+    }
+    assert!(!kept.is_empty() && kept.iter().all(|p| p.chunk_index >= 15), "pruned through chunk 14 only");
     // Running again changes nothing: every chunk is committed and folded.
     let before = setup.output_files();
     stdout(&mut setup.txp(&args));
@@ -451,6 +474,14 @@ fn kill_9_at_each_commit_point_then_restart() {
     let mut args = vec!["detect", "--until-idle", "--crash-at", "mid-file:2"];
     args.extend(&detect);
     let _ = setup.txp(&args).output().unwrap();
+    // Dies after folding chunk 13 with its statistics persisted through 11 (every 4 chunks):
+    // the restart resumes from them and folds 12 and 13 again.
+    let mut args = vec!["detect", "--crash-at", "after-state-commit:13", "--set", "detector.persist_every=4"];
+    args.extend(&detect);
+    let _ = setup.txp(&args).output().unwrap();
+    let (rt, _, db) = setup.queue("unused");
+    let state = rt.block_on(txp_entity::detector_state::Entity::find().one(&db)).unwrap().unwrap();
+    assert_eq!((state.folded_through, state.persisted_through), (Some(13), Some(11)));
     let mut args = vec!["detect", "--until-idle"];
     args.extend(&detect);
     stdout(&mut setup.txp(&args));

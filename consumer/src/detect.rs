@@ -29,6 +29,7 @@ use txp_entity::{detection, detector_state, stream, upload_ledger};
 use crate::chunks::{load_chunk, now_ms};
 use crate::output_files::{self, FILE_ROWS};
 use crate::shutdown::Shutdown;
+use crate::statistics;
 
 /// Where a crash test stops a detector (`txp detect --crash-at POINT:N`, hidden).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,11 @@ pub struct DetectorOptions {
     pub poll: Duration,
     /// After waiting this long for a chunk the uploader stored, warn and say what can help.
     pub stall_warning: Duration,
+    /// Persist the running statistics at least every this many chunks (and when idle).
+    pub persist_every: u64,
+    /// Prune chunk aggregates this many chunks behind every shard's persisted statistics; 0
+    /// keeps them all.
+    pub retention_chunks: u64,
     /// For crash tests only.
     pub crash_at: Option<(DetectorCrash, u64)>,
 }
@@ -118,6 +124,8 @@ pub struct Detector {
     engine: Engine,
     /// The last chunk folded.
     position: Option<u64>,
+    /// The last chunk whose statistics are persisted.
+    persisted: Option<u64>,
     /// `YStartTime(IST)` of every file of this shard.
     started_at_ms: i64,
     files_written: u64,
@@ -147,6 +155,7 @@ impl Detector {
             shard: Set(shard_i32(options.shard)),
             shards: Set(shard_i32(options.shards)),
             folded_through: Set(None),
+            persisted_through: Set(None),
             importance_sha256: Set(options.importance_sha256.clone()),
             started_at_ms: Set(now),
             updated_at_ms: Set(now),
@@ -187,22 +196,37 @@ impl Detector {
             DbErr::RecordNotFound(format!("detector_state {} {}", options.stream, options.shard))
         })?;
         let position = mine.folded_through.and_then(|p| u64::try_from(p).ok());
+        let persisted =
+            mine.persisted_through.and_then(|p| u64::try_from(p).ok()).filter(|p| Some(*p) <= position);
+        let shard = shard_i32(options.shard);
+        // Resume from the persisted statistics, then fold what came after them.
+        let (engine, first) = match persisted {
+            Some(p) => {
+                let pairs = statistics::load_pairs(&db, &options.stream, shard).await?;
+                let emitted = statistics::emitted_through(&db, &options.stream, shard, p).await?;
+                let engine = Engine::restore(thresholds, importance, pairs, &emitted, p)
+                    .map_err(|e| DbErr::Custom(format!("stream {} shard {}: {e}", options.stream, shard)))?;
+                (engine, p + 1)
+            }
+            None => (Engine::new(thresholds, importance), 0),
+        };
         let mut detector = Self {
             db,
             store,
-            engine: Engine::new(thresholds, importance),
+            engine,
             position: None,
+            persisted,
             started_at_ms: mine.started_at_ms,
             options,
             files_written: 0,
         };
         if let Some(last) = position {
-            for chunk in 0..=last {
+            for chunk in first..=last {
                 let aggregate = detector.load(chunk).await?.unwrap_or_else(|| empty(chunk));
                 detector.engine.apply(&aggregate)?;
             }
             detector.position = Some(last);
-            tracing::info!(stream = %detector.options.stream, shard = detector.options.shard, folded_through = last, "detector state rebuilt");
+            tracing::info!(stream = %detector.options.stream, shard = detector.options.shard, persisted_through = ?persisted, folded_through = last, "detector state rebuilt");
         }
         // Files decided before a crash and not yet written: written now, same key, same bytes.
         // After this every file is written right after the transaction that decides it.
@@ -261,6 +285,7 @@ impl Detector {
             std::process::abort();
         }
         self.write_files().await?;
+        self.persist(false).await?;
         Ok(Step::Folded { chunk, detections: count })
     }
 
@@ -306,6 +331,31 @@ impl Detector {
             output_files::allocate_file(&txn, stream, shard, now).await?;
         }
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// Persists the running statistics when `persist_every` chunks have been folded since the
+    /// last time, or when `idle` and anything was folded since; then prunes what every shard
+    /// has persisted past.
+    async fn persist(&mut self, idle: bool) -> Result<(), DetectError> {
+        let Some(position) = self.position else { return Ok(()) };
+        let behind = match self.persisted {
+            Some(p) if p >= position => return Ok(()),
+            Some(p) => position - p,
+            None => position + 1,
+        };
+        if !idle && behind < self.options.persist_every {
+            return Ok(());
+        }
+        let changes = self.engine.take_changes();
+        let (stream, shard) = (&self.options.stream, shard_i32(self.options.shard));
+        if !statistics::persist(&self.db, stream, shard, position, &changes).await? {
+            return Err(DetectError::Fenced { stream: stream.clone(), shard: self.options.shard });
+        }
+        self.persisted = Some(position);
+        let pruned =
+            statistics::prune(&self.db, stream, self.options.shards, self.options.retention_chunks).await?;
+        tracing::debug!(%stream, shard, persisted_through = position, pairs = changes.pairs.len(), pruned, "statistics persisted");
         Ok(())
     }
 
@@ -378,6 +428,7 @@ impl Detector {
                     tracing::debug!(chunk, detections, shard = self.options.shard, "chunk folded");
                 }
                 Step::Waiting { chunk } => {
+                    self.persist(true).await?;
                     if until_idle && self.folded_whole().await? {
                         // Nothing more will come: the last detections go out now, in a
                         // partial file if need be.
@@ -401,7 +452,9 @@ impl Detector {
                 }
             }
         }
-        self.flush().await
+        self.flush().await?;
+        // Shutdown: the statistics are left current.
+        self.persist(true).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`reconcile`]: chunks stored but never committed, whose message was lost, published again;
 //! - [`replay`]: dead letters back to the main queue, audited, with a loop guard;
 //! - [`chunk_folder`]: chunk folders in a local directory (`txp verify --input`);
+//! - [`statistics`]: the persisted running statistics a restart resumes from, and pruning;
 //! - [`shutdown`]: the signal every loop watches.
 
 pub mod chunk_folder;
@@ -18,3 +19,4 @@ pub mod output_files;
 pub mod reconcile;
 pub mod replay;
 pub mod shutdown;
+pub mod statistics;

@@ -174,12 +174,117 @@ pub struct Engine {
     merchants: FastMap<Box<str>, Merchant>,
     last_chunk: Option<u64>,
     detections: u64,
+    /// Pairs changed since the last [`take_changes`](Engine::take_changes), by merchant.
+    changed: FastMap<Box<str>, HashSet<Box<str>>>,
 }
+
+/// A merchant's running statistics (docs/patterns.md §2), as persisted for users to query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantStats {
+    pub merchant: String,
+    /// `N(m)`.
+    pub transactions: u64,
+    pub customers: u64,
+    pub female_customers: u64,
+    pub male_customers: u64,
+}
+
+/// The running statistics changed since the last call: each changed pair's running totals
+/// (count, exact amount sum, genders seen) and each touched merchant's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineChanges {
+    pub pairs: Vec<PairAggregate>,
+    pub merchants: Vec<MerchantStats>,
+}
+
+/// Why a persisted state could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the persisted statistics do not match the recorded detections: {0} holds now but was never emitted")]
+pub struct RestoreError(pub String);
 
 impl Engine {
     /// An engine with no chunk applied yet.
     pub fn new(thresholds: Thresholds, importance: ImportanceTable) -> Self {
-        Self { thresholds, importance, merchants: FastMap::default(), last_chunk: None, detections: 0 }
+        Self {
+            thresholds,
+            importance,
+            merchants: FastMap::default(),
+            last_chunk: None,
+            detections: 0,
+            changed: FastMap::default(),
+        }
+    }
+
+    /// An engine as it stood after `last_chunk`, from the running totals of every pair (as
+    /// [`take_changes`](Self::take_changes) gave them) and the keys emitted through that chunk.
+    /// Every derived figure (merchant counts, genders, cut-offs) follows from the pairs. As a
+    /// check, every condition that holds in the restored state must be among the emitted keys:
+    /// the engine evaluates a merchant whenever it changes, so nothing can hold unemitted.
+    pub fn restore(
+        thresholds: Thresholds,
+        importance: ImportanceTable,
+        pairs: Vec<PairAggregate>,
+        emitted: &HashSet<(Pattern, String, String)>,
+        last_chunk: u64,
+    ) -> Result<Self, RestoreError> {
+        let mut engine = Self::new(thresholds, importance);
+        let state = ChunkAggregate { index: last_chunk, pairs, ..ChunkAggregate::default() };
+        let holding = engine.apply(&state).map_err(|e| RestoreError(e.to_string()))?;
+        for d in &holding {
+            if !emitted.contains(&(d.pattern, d.customer.clone(), d.merchant.clone())) {
+                return Err(RestoreError(format!("{} {} {}", d.pattern, d.customer, d.merchant)));
+            }
+        }
+        // Conditions that held once and no longer do are emitted too: mark them.
+        for (pattern, customer, merchant) in emitted {
+            let Some(m) = engine.merchants.get_mut(merchant.as_str()) else { continue };
+            match pattern {
+                Pattern::DeiNeeded => m.dei_emitted = true,
+                Pattern::Child | Pattern::Upgrade => {
+                    let Some(pair) = m.customers.get_mut(customer.as_str()) else { continue };
+                    if *pattern == Pattern::Child {
+                        pair.child_emitted = true;
+                    } else {
+                        pair.upgrade_emitted = true;
+                        if let Some(rank) = pair.weight_rank {
+                            m.weights.candidates.set(rank, 0);
+                        }
+                    }
+                }
+            }
+        }
+        engine.detections = emitted.len() as u64;
+        engine.changed.clear();
+        Ok(engine)
+    }
+
+    /// The running statistics changed since the last call (see [`EngineChanges`]).
+    pub fn take_changes(&mut self) -> EngineChanges {
+        let mut changes = EngineChanges::default();
+        for (name, customers) in std::mem::take(&mut self.changed) {
+            let Some(merchant) = self.merchants.get(&name) else { continue };
+            for customer in customers {
+                if let Some(pair) = merchant.customers.get(&customer) {
+                    changes.pairs.push(PairAggregate {
+                        merchant: name.to_string(),
+                        customer: customer.to_string(),
+                        count: pair.count,
+                        amount_micros: pair.amount_micros,
+                        genders: pair.genders,
+                    });
+                }
+            }
+            changes.merchants.push(MerchantStats {
+                merchant: name.to_string(),
+                transactions: merchant.transactions,
+                customers: merchant.customers.len() as u64,
+                female_customers: merchant.female_customers,
+                male_customers: merchant.male_customers,
+            });
+        }
+        changes.pairs.sort_unstable();
+        changes.merchants.sort_unstable_by(|a, b| a.merchant.cmp(&b.merchant));
+        changes
     }
 
     /// The thresholds in force.
@@ -213,6 +318,11 @@ impl Engine {
                 touched.push(&pair.merchant);
             }
             self.apply_pair(chunk.index, pair, &mut found);
+            let changed = match self.changed.get_mut(pair.merchant.as_str()) {
+                Some(changed) => changed,
+                None => self.changed.entry(pair.merchant.as_str().into()).or_default(),
+            };
+            changed.insert(pair.customer.as_str().into());
         }
         for name in touched {
             if let Some(merchant) = self.merchants.get_mut(name) {

@@ -150,6 +150,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// A detector that persists the running statistics (the engine's changes) and restarts
+    /// from them after chunk `at`, with the keys emitted so far, goes on exactly as one that
+    /// never stopped.
+    #[test]
+    fn restoring_persisted_statistics_changes_nothing(
+        rows in proptest::collection::vec(transaction(), 1..160),
+        sizes in proptest::collection::vec(1usize..25, 1..6),
+        at in 0usize..10,
+        weights in importance_rows(),
+        thresholds in thresholds(),
+    ) {
+        use std::collections::{BTreeMap, HashSet};
+        let importance = importance_text(&weights);
+        let table = || ImportanceTable::read(importance.as_bytes()).unwrap();
+        let chunks: Vec<ChunkAggregate> = chunked(&rows, &sizes)
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ChunkAggregate::from_part(i as u64, "p", c.as_bytes()).unwrap())
+            .collect();
+        let at = at.min(chunks.len() - 1);
+        let whole = incremental(thresholds, &importance, &chunked(&rows, &sizes));
+
+        let mut first = Engine::new(thresholds, table());
+        let mut persisted = BTreeMap::new();
+        let mut emitted = HashSet::new();
+        let mut found = Vec::new();
+        for chunk in &chunks[..=at] {
+            for d in first.apply(chunk).unwrap() {
+                emitted.insert((d.pattern, d.customer.clone(), d.merchant.clone()));
+                found.push(d);
+            }
+            // Persisted after some chunks only: changes accumulate in between.
+            if chunk.index % 2 == 0 || chunk.index as usize == at {
+                for pair in first.take_changes().pairs {
+                    persisted.insert((pair.merchant.clone(), pair.customer.clone()), pair);
+                }
+            }
+        }
+        let mut restored =
+            Engine::restore(thresholds, table(), persisted.into_values().collect(), &emitted, at as u64).unwrap();
+        for chunk in &chunks[at + 1..] {
+            found.extend(restored.apply(chunk).unwrap());
+        }
+        prop_assert_eq!(whole, found);
+    }
+}
+
 /// The property above is only as good as its inputs: the generated streams must make every
 /// pattern fire, with ties, often enough. This runs the same strategies and counts.
 #[test]

@@ -16,6 +16,9 @@ pub struct Model {
     pub shards: i32,
     /// The last chunk folded; `None` before the first.
     pub folded_through: Option<i64>,
+    /// The last chunk whose running statistics are in `pair_stats` and `merchant_stats`; a
+    /// restart resumes from there. `None` until first persisted.
+    pub persisted_through: Option<i64>,
     /// SHA-256 of the importance file: a different file for the same stream is refused.
     pub importance_sha256: String,
     /// When this shard's detector first started: the output's `YStartTime(IST)`.

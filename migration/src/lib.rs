@@ -7,7 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261130_000001_pipeline;
 mod m20261201_000002_consumer_detector;
 mod m20261202_000003_replay_audit;
-mod m20261202_000004_detection_figures;
+mod m20261202_000004_statistics;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_pipeline::Migration),
             Box::new(m20261201_000002_consumer_detector::Migration),
             Box::new(m20261202_000003_replay_audit::Migration),
-            Box::new(m20261202_000004_detection_figures::Migration),
+            Box::new(m20261202_000004_statistics::Migration),
         ]
     }
 }

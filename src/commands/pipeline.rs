@@ -138,6 +138,8 @@ async fn run_shard(
         importance_sha256: importance.1.clone(),
         max_wait: settings.output_max_wait,
         stall_warning: settings.output_stall_warning,
+        persist_every: settings.persist_every,
+        retention_chunks: settings.retention_chunks,
         poll: Duration::from_millis(200),
         crash_at: crash,
     };

@@ -1,0 +1,183 @@
+//! The detector's running statistics in the database: what the brief keeps in PostgreSQL per
+//! pair and per merchant, for users to query, and the state a restarted detector resumes from.
+//!
+//! A shard persists the changes since its last persist together with the fold position they
+//! stand for (`detector_state.persisted_through`), fenced like a fold: the position is written
+//! only if the shard is still folded exactly there. The committed chunk aggregates stay the
+//! changelog; once every shard has persisted past a chunk (plus the retention), its aggregate
+//! rows are no longer needed and are pruned.
+
+use std::collections::HashSet;
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+};
+use txp_core::aggregate::{Genders, PairAggregate};
+use txp_core::detection::Pattern;
+use txp_core::engine::EngineChanges;
+use txp_entity::{chunk_pair, detection, detector_state, merchant_stats, pair_stats};
+
+/// Rows per upsert: 7 bound parameters a row, below SQLite's limit of 32,766.
+const ROWS_PER_UPSERT: usize = 4_000;
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Writes `changes` and moves the shard's persisted position to `position`, in one
+/// transaction; false (nothing written) when the shard is no longer folded through `position`
+/// (another detector took it over).
+pub async fn persist(
+    db: &DatabaseConnection,
+    stream: &str,
+    shard: i32,
+    position: u64,
+    changes: &EngineChanges,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let fenced = detector_state::Entity::update_many()
+        .col_expr(detector_state::Column::PersistedThrough, Expr::value(as_i64(position)))
+        .filter(detector_state::Column::Stream.eq(stream))
+        .filter(detector_state::Column::Shard.eq(shard))
+        .filter(detector_state::Column::FoldedThrough.eq(as_i64(position)))
+        .exec(&txn)
+        .await?;
+    if fenced.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    for batch in changes.pairs.chunks(ROWS_PER_UPSERT) {
+        let rows = batch.iter().map(|p| pair_stats::ActiveModel {
+            stream: Set(stream.to_owned()),
+            merchant: Set(p.merchant.clone()),
+            customer: Set(p.customer.clone()),
+            shard: Set(shard),
+            txn_count: Set(as_i64(p.count)),
+            amount_micros: Set(p.amount_micros.to_string()),
+            genders: Set(i16::from(p.genders.bits())),
+        });
+        pair_stats::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    pair_stats::Column::Stream,
+                    pair_stats::Column::Merchant,
+                    pair_stats::Column::Customer,
+                ])
+                .update_columns([
+                    pair_stats::Column::TxnCount,
+                    pair_stats::Column::AmountMicros,
+                    pair_stats::Column::Genders,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    for batch in changes.merchants.chunks(ROWS_PER_UPSERT) {
+        let rows = batch.iter().map(|m| merchant_stats::ActiveModel {
+            stream: Set(stream.to_owned()),
+            merchant: Set(m.merchant.clone()),
+            shard: Set(shard),
+            txn_count: Set(as_i64(m.transactions)),
+            customers: Set(as_i64(m.customers)),
+            female_customers: Set(as_i64(m.female_customers)),
+            male_customers: Set(as_i64(m.male_customers)),
+        });
+        merchant_stats::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([merchant_stats::Column::Stream, merchant_stats::Column::Merchant])
+                    .update_columns([
+                        merchant_stats::Column::TxnCount,
+                        merchant_stats::Column::Customers,
+                        merchant_stats::Column::FemaleCustomers,
+                        merchant_stats::Column::MaleCustomers,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Every persisted pair of a shard, as running totals.
+pub async fn load_pairs<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    shard: i32,
+) -> Result<Vec<PairAggregate>, DbErr> {
+    let rows = pair_stats::Entity::find()
+        .filter(pair_stats::Column::Stream.eq(stream))
+        .filter(pair_stats::Column::Shard.eq(shard))
+        .all(db)
+        .await?;
+    let mut pairs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let amount_micros = row.amount_micros.parse::<u128>().map_err(|e| {
+            DbErr::Custom(format!("pair_stats: amount `{}` is not an integer: {e}", row.amount_micros))
+        })?;
+        pairs.push(PairAggregate {
+            merchant: row.merchant,
+            customer: row.customer,
+            count: u64::try_from(row.txn_count).unwrap_or(0),
+            amount_micros,
+            genders: Genders::from_bits(u8::try_from(row.genders).unwrap_or(0)),
+        });
+    }
+    pairs.sort_unstable();
+    Ok(pairs)
+}
+
+/// The keys a shard emitted through `chunk`.
+pub async fn emitted_through<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    shard: i32,
+    chunk: u64,
+) -> Result<HashSet<(Pattern, String, String)>, DbErr> {
+    let rows = detection::Entity::find()
+        .filter(detection::Column::Stream.eq(stream))
+        .filter(detection::Column::Shard.eq(shard))
+        .filter(detection::Column::ChunkIndex.lte(as_i64(chunk)))
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let pattern = Pattern::from_id(&row.pattern)
+                .ok_or_else(|| DbErr::Custom(format!("detection: unknown pattern `{}`", row.pattern)))?;
+            Ok((pattern, row.customer, row.merchant))
+        })
+        .collect()
+}
+
+/// Deletes the aggregate rows of chunks more than `retention` chunks behind the persisted
+/// position of every shard of the stream (all `shards` of them must have persisted); returns
+/// the rows deleted. `retention` 0 keeps everything.
+pub async fn prune<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    shards: u32,
+    retention: u64,
+) -> Result<u64, DbErr> {
+    if retention == 0 {
+        return Ok(0);
+    }
+    let states =
+        detector_state::Entity::find().filter(detector_state::Column::Stream.eq(stream)).all(db).await?;
+    if states.len() != shards as usize {
+        return Ok(0);
+    }
+    let Some(Some(oldest)) = states.iter().map(|s| s.persisted_through).min() else { return Ok(0) };
+    let below = oldest.saturating_sub(as_i64(retention));
+    if below < 0 {
+        return Ok(0);
+    }
+    let deleted = chunk_pair::Entity::delete_many()
+        .filter(chunk_pair::Column::Stream.eq(stream))
+        .filter(chunk_pair::Column::ChunkIndex.lte(below))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
