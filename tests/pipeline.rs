@@ -80,13 +80,26 @@ struct Setup {
     /// Global flags and environment of every command (queue, S3 endpoint, credentials).
     global: Vec<String>,
     env: Vec<(String, String)>,
+    /// The threshold preset and the rows per chunk.
+    preset: &'static str,
+    chunk_rows: &'static str,
     _pg: Option<FreshDatabase>,
 }
 
 impl Setup {
+    /// 20,000 rows in chunks of 1,000 under the seed preset (the brief's scaled-down figures).
     fn new(postgres: bool) -> Self {
+        Self::with(postgres, ROWS, "seed", CHUNK_ROWS)
+    }
+
+    /// The full-size dataset (594,643 rows) in chunks of 10,000 under the banksim preset.
+    fn banksim(postgres: bool) -> Self {
+        Self::with(postgres, txp_core::generate::DEFAULT_ROWS, "banksim", "10000")
+    }
+
+    fn with(postgres: bool, rows: u64, preset: &'static str, chunk_rows: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (source, importance) = dataset(dir.path(), ROWS, 11);
+        let (source, importance) = dataset(dir.path(), rows, 11);
         let pg = postgres.then(FreshDatabase::create);
         let database = match &pg {
             Some(pg) => pg.url.clone(),
@@ -103,6 +116,8 @@ impl Setup {
             output,
             global: Vec::new(),
             env: Vec::new(),
+            preset,
+            chunk_rows,
             _pg: pg,
         }
     }
@@ -146,7 +161,10 @@ impl Setup {
     /// `txp --preset seed … --database URL` in the test folder.
     fn txp(&self, args: &[&str]) -> assert_cmd::Command {
         let mut cmd = txp(self.path());
-        cmd.args(["--preset", "seed"]).args(&self.global).args(args).args(["--database", &self.database]);
+        cmd.args(["--preset", self.preset])
+            .args(&self.global)
+            .args(args)
+            .args(["--database", &self.database]);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.timeout(Duration::from_secs(300));
         cmd
@@ -161,7 +179,7 @@ impl Setup {
             }
         }
         cmd.current_dir(self.path())
-            .args(["--quiet", "--preset", "seed"])
+            .args(["--quiet", "--preset", self.preset])
             .args(&self.global)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args)
@@ -173,7 +191,7 @@ impl Setup {
 
     fn upload(&self, extra: &[&str]) {
         self.txp(&["upload", "--source", self.source.to_str().unwrap(), "--to", &self.input()])
-            .args(["--interval", "0", "--chunk-rows", CHUNK_ROWS])
+            .args(["--interval", "0", "--chunk-rows", self.chunk_rows])
             .args(extra)
             .assert()
             .success();
@@ -186,7 +204,7 @@ impl Setup {
     /// `txp verify --input … --output …` (with `--skip` chunks): its exit code and output.
     fn verify(&self, skip: &[u64]) -> (i32, String) {
         let mut cmd = txp(self.path());
-        cmd.args(["--preset", "seed"]).args(&self.global).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(["--preset", self.preset]).args(&self.global).envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(["verify", "--input", &self.input(), "--output", &self.output()]);
         cmd.args(["--importance", self.importance.to_str().unwrap(), "--engine", "both"]);
         for s in skip {
@@ -824,4 +842,24 @@ fn reconcile_publishes_lost_chunks_and_a_stalled_detector_says_what_helps() {
     reader.join().unwrap();
     setup.output_files();
     setup.assert_verified(&[]);
+}
+
+#[test]
+fn three_consumers_and_two_shards_on_the_full_dataset_with_the_banksim_preset() {
+    let setup = Setup::banksim(true);
+    consumers_and_shards(&setup, 3, 2);
+}
+
+#[test]
+fn demo_on_embedded_defaults_ends_in_exact_agreement() {
+    // What `make demo` runs, in a fresh folder: generate, upload, consume, detect, verify.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = txp(dir.path());
+    cmd.args(["demo", "--interval", "0"]).timeout(Duration::from_secs(900));
+    let out = stdout(&mut cmd);
+    assert!(out.contains("preset banksim"), "{out}");
+    assert!(out.contains("OK: the output equals the reference exactly."), "{out}");
+    let detections = counts(&out);
+    assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
+    assert!(dir.path().join("txp-data/txp.db").is_file());
 }
