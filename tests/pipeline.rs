@@ -379,7 +379,7 @@ fn unique(prefix: &str) -> String {
 }
 
 #[test]
-fn rabbitmq_and_s3_with_three_consumers_and_two_shards() {
+fn rabbitmq_and_s3_with_three_consumers_and_two_shards_then_one_and_one() {
     let server = support::seaweedfs::SeaweedFs::start();
     let mut setup = Setup::new(true);
     setup.on_s3(&server);
@@ -393,13 +393,18 @@ fn rabbitmq_and_s3_with_three_consumers_and_two_shards() {
 }
 
 #[test]
-fn sqs_and_a_local_folder_with_three_consumers_and_two_shards() {
+fn sqs_and_a_local_folder_with_three_consumers_and_two_shards_then_one_and_one() {
     let moto = support::moto::start();
     let mut setup = Setup::new(true);
     setup.credentials();
     setup.env.push(("AWS_ENDPOINT_URL_SQS".to_owned(), moto.endpoint.clone()));
     setup.on_queue("sqs://txp-pipe", "txp-pipe");
     consumers_and_shards(&setup, 3, 2);
+    setup.output_files();
+    // And one consumer with one shard on the same data, as a second stream.
+    setup.global.extend(["--set".to_owned(), "upload.stream=second".to_owned()]);
+    setup.output = setup.path().join("output-second").display().to_string();
+    consumers_and_shards(&setup, 1, 1);
     setup.output_files();
 }
 

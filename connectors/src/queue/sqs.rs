@@ -27,6 +27,8 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MAX_BATCH: usize = 10;
 /// The longest long poll SQS allows.
 const MAX_WAIT_SECONDS: u64 = 20;
+/// The shortest lease of a received dead letter.
+const DEAD_LEASE: Duration = Duration::from_secs(30);
 /// The longest visibility timeout SQS allows (12 hours).
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// Attempts per request, the first included, under the SDK's standard retry mode.
@@ -295,13 +297,20 @@ impl SqsQueue {
     ) -> Result<Vec<aws_sdk_sqs::types::Message>, QueueError> {
         let (url, name) = self.queue_of(dead).await?;
         let max = i32::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1);
+        // A replay holds the dead letters it does not move until its run ends: at least
+        // DEAD_LEASE, so that they do not come back while it still receives.
+        let lease = if dead {
+            self.settings.visibility_timeout.max(DEAD_LEASE)
+        } else {
+            self.settings.visibility_timeout
+        };
         let mut request = self
             .client
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(max)
             .wait_time_seconds(wait_seconds(wait))
-            .visibility_timeout(seconds_up(self.settings.visibility_timeout, MAX_VISIBILITY_SECONDS))
+            .visibility_timeout(seconds_up(lease, MAX_VISIBILITY_SECONDS))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
         if dead {
             request = request.message_attribute_names("All");
@@ -557,7 +566,9 @@ impl Queue for SqsQueue {
     }
 
     async fn receive_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let messages = self.receive_from(true, max, Duration::ZERO).await?;
+        // A long poll, however short: a short poll samples only some of SQS's servers and can
+        // answer empty while dead letters wait.
+        let messages = self.receive_from(true, max, Duration::from_secs(1)).await?;
         let limit = self.settings.delivery_limit;
         Ok(messages
             .iter()
