@@ -101,6 +101,28 @@ pub async fn commit_chunk(
     Ok(CommitOutcome::Committed)
 }
 
+/// A pair read back from a table that stores it as `chunk_pair` does (count, amount in
+/// micro-units as decimal text, gender bits); `where_` names the table or chunk in errors.
+pub(crate) fn stored_pair(
+    merchant: String,
+    customer: String,
+    txn_count: i64,
+    amount_micros: &str,
+    genders: i16,
+    where_: &str,
+) -> Result<PairAggregate, DbErr> {
+    let amount = amount_micros
+        .parse::<u128>()
+        .map_err(|e| DbErr::Custom(format!("{where_}: amount `{amount_micros}` is not an integer: {e}")))?;
+    Ok(PairAggregate {
+        merchant,
+        customer,
+        count: u64::try_from(txn_count).unwrap_or(0),
+        amount_micros: amount,
+        genders: Genders::from_bits(u8::try_from(genders).unwrap_or(0)),
+    })
+}
+
 /// How a chunk's aggregate rows are inserted (docs/performance.md has the measurements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairInsert {
@@ -218,19 +240,13 @@ pub async fn load_chunk<C: ConnectionTrait>(
             record.pairs
         )));
     }
-    let mut pairs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let amount_micros = row.amount_micros.parse::<u128>().map_err(|e| {
-            DbErr::Custom(format!("chunk {chunk}: amount `{}` is not an integer: {e}", row.amount_micros))
-        })?;
-        pairs.push(PairAggregate {
-            merchant: row.merchant,
-            customer: row.customer,
-            count: u64::try_from(row.txn_count).unwrap_or(0),
-            amount_micros,
-            genders: Genders::from_bits(u8::try_from(row.genders).unwrap_or(0)),
-        });
-    }
+    let where_ = format!("chunk {chunk}");
+    let mut pairs = rows
+        .into_iter()
+        .map(|row| {
+            stored_pair(row.merchant, row.customer, row.txn_count, &row.amount_micros, row.genders, &where_)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // The database's collation may order differently from Rust's byte order.
     pairs.sort_unstable();
     Ok(Some(ChunkAggregate {

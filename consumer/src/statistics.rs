@@ -13,10 +13,12 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
-use txp_core::aggregate::{Genders, PairAggregate};
+use txp_core::aggregate::PairAggregate;
 use txp_core::detection::Pattern;
 use txp_core::engine::EngineChanges;
 use txp_entity::{chunk_pair, detection, detector_state, merchant_stats, pair_stats};
+
+use crate::chunks::stored_pair;
 
 /// Rows per upsert: 7 bound parameters a row, below SQLite's limit of 32,766.
 const ROWS_PER_UPSERT: usize = 4_000;
@@ -113,19 +115,19 @@ pub async fn load_pairs<C: ConnectionTrait>(
         .filter(pair_stats::Column::Shard.eq(shard))
         .all(db)
         .await?;
-    let mut pairs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let amount_micros = row.amount_micros.parse::<u128>().map_err(|e| {
-            DbErr::Custom(format!("pair_stats: amount `{}` is not an integer: {e}", row.amount_micros))
-        })?;
-        pairs.push(PairAggregate {
-            merchant: row.merchant,
-            customer: row.customer,
-            count: u64::try_from(row.txn_count).unwrap_or(0),
-            amount_micros,
-            genders: Genders::from_bits(u8::try_from(row.genders).unwrap_or(0)),
-        });
-    }
+    let mut pairs = rows
+        .into_iter()
+        .map(|row| {
+            stored_pair(
+                row.merchant,
+                row.customer,
+                row.txn_count,
+                &row.amount_micros,
+                row.genders,
+                "pair_stats",
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     pairs.sort_unstable();
     Ok(pairs)
 }
