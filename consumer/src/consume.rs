@@ -15,17 +15,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use txp_connectors::queue::{Delivery, Queue, QueueError};
 use txp_connectors::retry::Backoff;
 use txp_connectors::store::{ObjectStore, S3Settings, StoreError, open_store};
 use txp_core::aggregate::{ChunkAggregate, ChunkAggregator};
 use txp_core::layout::chunk_folder;
 use txp_core::message::ChunkMessage;
+use txp_telemetry::events::{self, ErrorKind, Stage};
 
 use crate::chunks::{CommitOutcome, commit_chunk};
 use crate::shutdown::Shutdown;
@@ -37,6 +39,8 @@ pub enum ConsumerCrash {
     MidTransaction,
     /// Committed, the message not acked.
     AfterCommit,
+    /// Not a crash: waits 3 s before the commit, so a test can stop the consumer mid-chunk.
+    SlowCommit,
 }
 
 impl std::str::FromStr for ConsumerCrash {
@@ -45,7 +49,8 @@ impl std::str::FromStr for ConsumerCrash {
         match text {
             "mid-transaction" => Ok(Self::MidTransaction),
             "after-commit" => Ok(Self::AfterCommit),
-            _ => Err(format!("unknown crash point `{text}`: mid-transaction or after-commit")),
+            "slow-commit" => Ok(Self::SlowCommit),
+            _ => Err(format!("unknown crash point `{text}`: mid-transaction, after-commit or slow-commit")),
         }
     }
 }
@@ -66,7 +71,7 @@ pub struct ConsumerOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// The chunk was committed, then the message acked.
-    Committed { stream: String, chunk: u64, rejected: u64 },
+    Committed { stream: String, chunk: u64, valid: u64, rejected: u64 },
     /// The chunk was already committed with the same content: acked with no effect.
     Duplicate { stream: String, chunk: u64 },
     /// Moved to the dead-letter queue.
@@ -209,13 +214,19 @@ impl ChunkConsumer {
         let store = self.store(&message.store).await?;
         let mut hasher = Sha256::new();
         let mut aggregator = ChunkAggregator::new(chunk);
+        let (mut fetching, mut parsing) = (Duration::ZERO, Duration::ZERO);
         for key in &message.objects {
+            let started = Instant::now();
             let bytes = self.fetch(&store, key).await?;
+            fetching += started.elapsed();
+            let started = Instant::now();
             hasher.update(&bytes);
             aggregator
                 .add_part(key, &bytes[..])
                 .map_err(|e| Failure::Permanent(format!("{}/{key}: {e}", store.url())))?;
+            parsing += started.elapsed();
         }
+        events::stage_finished(Stage::Fetch, fetching);
         let sha256 = txp_core::message::hex(&hasher.finalize());
         if sha256 != message.sha256 {
             return Err(Failure::Permanent(format!(
@@ -223,14 +234,21 @@ impl ChunkConsumer {
                 message.sha256
             )));
         }
+        let started = Instant::now();
         let aggregate = aggregator.finish();
-        let rejected = aggregate.rejected.len() as u64;
+        events::stage_finished(Stage::Parse, parsing + started.elapsed());
+        let (valid, rejected) = (aggregate.valid_rows, aggregate.rejected.len() as u64);
         if rejected > 0 {
             let url = self.options.quarantine.clone().unwrap_or_else(|| quarantine_beside(&message.store));
             let quarantine = self.store(&url).await?;
             quarantine.put(&chunk_folder(chunk), quarantine_csv(&aggregate)).await.map_err(store_failure)?;
         }
         let crash = self.options.crash_at.filter(|(_, at)| *at == chunk).map(|(point, _)| point);
+        if crash == Some(ConsumerCrash::SlowCommit) {
+            tracing::warn!(chunk, "test hook: waiting 3 s before the commit");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let started = Instant::now();
         let outcome = commit_chunk(
             &self.db,
             &stream,
@@ -240,12 +258,13 @@ impl ChunkConsumer {
         )
         .await
         .map_err(|e| Failure::Transient(format!("database: {e}")))?;
+        events::stage_finished(Stage::Commit, started.elapsed());
         match outcome {
             CommitOutcome::Committed => {
                 if crash == Some(ConsumerCrash::AfterCommit) {
                     std::process::abort();
                 }
-                Ok(Handled::Committed { stream, chunk, rejected })
+                Ok(Handled::Committed { stream, chunk, valid, rejected })
             }
             CommitOutcome::AlreadyCommitted => Ok(Handled::Duplicate { stream, chunk }),
             CommitOutcome::Conflict { recorded_sha256, skipped_reason } => {
@@ -279,13 +298,40 @@ impl ChunkConsumer {
     /// Handles one delivery to its end: ack, dead-letter or release. Only a queue failure is an
     /// error (the delivery then stays leased and comes back after its visibility timeout).
     pub async fn handle(&self, delivery: &Delivery) -> Result<Handled, QueueError> {
+        // One span per chunk: every log line of its handling names the stream, the chunk and
+        // the message (its content hash: the same for every copy of the same chunk message).
+        let span = match ChunkMessage::decode(&delivery.body) {
+            Ok(m) => {
+                tracing::info_span!("chunk", stream = %m.stream, chunk = m.chunk, message_id = %&m.sha256[..m.sha256.len().min(16)], attempt = delivery.attempt)
+            }
+            Err(_) => tracing::info_span!(
+                "chunk",
+                stream = "?",
+                chunk = "?",
+                message_id = "?",
+                attempt = delivery.attempt
+            ),
+        };
+        self.handle_in_span(delivery).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, delivery: &Delivery) -> Result<Handled, QueueError> {
+        let backend = self.queue.backend();
+        events::message_received(backend, delivery.attempt);
         let limit = self.queue.settings().delivery_limit;
         let handled = match self.process_leased(delivery).await {
             Ok(handled) => {
                 self.queue.ack(delivery).await?;
+                events::message_acked(backend);
+                match &handled {
+                    Handled::Committed { valid, rejected, .. } => events::rows_committed(*valid, *rejected),
+                    Handled::Duplicate { .. } => events::duplicate_suppressed(backend),
+                    Handled::DeadLettered { .. } | Handled::Released { .. } => {}
+                }
                 handled
             }
             Err(Failure::Permanent(reason)) => {
+                events::error(ErrorKind::Input);
                 tracing::warn!(attempt = delivery.attempt, %reason, "dead-lettering a message");
                 self.queue.dead_letter(delivery, &reason).await?;
                 Handled::DeadLettered { reason }
@@ -293,19 +339,25 @@ impl ChunkConsumer {
             Err(Failure::Transient(error)) if delivery.attempt >= limit => {
                 // The last delivery: dead-letter it ourselves, so the reason says what failed
                 // (the broker's own move past the limit would only say that it was reached).
+                events::error(transient_kind(&error));
                 let reason = format!("delivery limit {limit} reached; last error: {error}");
                 tracing::warn!(attempt = delivery.attempt, %reason, "dead-lettering a message");
                 self.queue.dead_letter(delivery, &reason).await?;
                 Handled::DeadLettered { reason }
             }
             Err(Failure::Transient(error)) => {
+                events::error(transient_kind(&error));
                 tracing::warn!(attempt = delivery.attempt, %error, "transient failure; releasing the message");
                 self.queue.release(delivery).await?;
+                events::message_retried(backend);
                 Handled::Released { error }
             }
         };
-        if let Handled::Committed { stream, chunk, rejected } = &handled {
-            tracing::info!(%stream, chunk, rejected, attempt = delivery.attempt, "chunk committed");
+        if let Handled::DeadLettered { .. } = &handled {
+            events::message_dead_lettered(backend);
+        }
+        if let Handled::Committed { stream, chunk, valid, rejected } = &handled {
+            tracing::info!(%stream, chunk, valid, rejected, attempt = delivery.attempt, "chunk committed");
         }
         Ok(handled)
     }
@@ -334,9 +386,18 @@ impl ChunkConsumer {
         let backoff = Backoff::default();
         let mut failures = 0u32;
         while !shutdown.is_raised() {
-            let handled = tokio::select! {
-                result = self.step(Duration::from_secs(1)) => result,
+            // Only the wait for a message is cut short by a shutdown: a chunk in hand is finished
+            // (committed, then acked) before the worker stops.
+            let received = tokio::select! {
+                result = self.queue.receive(1, Duration::from_secs(1)) => result,
                 () = shutdown.raised() => break,
+            };
+            let handled = match received {
+                Ok(deliveries) => match deliveries.into_iter().next() {
+                    Some(delivery) => self.handle(&delivery).await.map(Some),
+                    None => Ok(None),
+                },
+                Err(e) => Err(e),
             };
             match handled {
                 Ok(Some(handled)) => {
@@ -351,6 +412,7 @@ impl ChunkConsumer {
                     }
                 }
                 Err(e) if e.is_transient() => {
+                    events::error(ErrorKind::Queue);
                     tracing::warn!(error = %e, "queue unavailable");
                     failures += 1;
                 }
@@ -399,6 +461,12 @@ impl ChunkConsumer {
             None => Ok(report.lock().await.clone()),
         }
     }
+}
+
+/// What a transient failure was about: its message starts with `database:` when the database
+/// failed; otherwise the store did.
+fn transient_kind(error: &str) -> ErrorKind {
+    if error.starts_with("database:") { ErrorKind::Database } else { ErrorKind::Store }
 }
 
 fn conflict(message: &ChunkMessage, recorded: &str, skipped: Option<&str>) -> Failure {

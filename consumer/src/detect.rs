@@ -17,19 +17,24 @@ use std::time::Duration;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
 };
 use txp_connectors::store::{ObjectStore, StoreError};
 use txp_core::aggregate::ChunkAggregate;
 use txp_core::layout::{PART_FILE, SUCCESS};
 use txp_core::shard::{fnv1a64, shard_of};
 use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
-use txp_entity::{detection, detector_state, stream, upload_ledger};
+use txp_entity::{chunk_record, detection, detector_state, stream, upload_ledger};
+use txp_telemetry::events::{self, ShardPosition};
 
 use crate::chunks::{load_chunk, now_ms};
 use crate::output_files::{self, FILE_ROWS};
 use crate::shutdown::Shutdown;
 use crate::statistics;
+
+/// How often a running detector publishes its position, lag and the age of what it has not
+/// folded (each costs three small queries).
+const POSITION_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a crash test stops a detector (`txp detect --crash-at POINT:N`, hidden).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,8 +284,19 @@ impl Detector {
                 (d, figures)
             })
             .collect();
+        let mut by_pattern: Vec<(&'static str, u64)> = Vec::new();
+        for (d, _) in &found {
+            match by_pattern.iter_mut().find(|(p, _)| *p == d.pattern.id()) {
+                Some((_, n)) => *n += 1,
+                None => by_pattern.push((d.pattern.id(), 1)),
+            }
+        }
         self.commit_fold(chunk, found).await?;
         self.position = Some(chunk);
+        for (pattern, n) in by_pattern {
+            events::detections_committed(pattern, n);
+        }
+        self.observe_end_to_end(chunk).await?;
         if self.options.crash_at == Some((DetectorCrash::AfterStateCommit, chunk)) {
             std::process::abort();
         }
@@ -391,6 +407,7 @@ impl Detector {
             self.store.put(&format!("{}/{SUCCESS}", file.name), Vec::new()).await?;
             output_files::mark_written(&self.db, file.id, now_ms()).await?;
             self.files_written += 1;
+            events::output_file_written();
             tracing::info!(file = %file.name, rows = rows.len(), "output file written");
         }
         Ok(())
@@ -421,7 +438,12 @@ impl Detector {
     pub async fn run(&mut self, until_idle: bool, mut shutdown: Shutdown) -> Result<(), DetectError> {
         // The chunk waited for, since when, and whether the stall was reported.
         let mut waiting_for: Option<(u64, tokio::time::Instant, bool)> = None;
+        let mut observed_at: Option<tokio::time::Instant> = None;
         while !shutdown.is_raised() {
+            if observed_at.is_none_or(|at| at.elapsed() >= POSITION_EVERY) {
+                self.observe_position().await?;
+                observed_at = Some(tokio::time::Instant::now());
+            }
             match self.step().await? {
                 Step::Folded { chunk, detections } => {
                     waiting_for = None;
@@ -453,12 +475,70 @@ impl Detector {
             }
         }
         self.flush().await?;
+        self.observe_position().await?;
         // Shutdown: the statistics are left current.
         self.persist(true).await
     }
 }
 
 impl Detector {
+    /// Records how long after its upload a chunk's detections were committed (chunks published
+    /// without the uploader's ledger have no upload time and are not counted).
+    async fn observe_end_to_end(&self, chunk: u64) -> Result<(), DbErr> {
+        let stored = upload_ledger::Entity::find_by_id((self.options.stream.clone(), as_i64(chunk)))
+            .one(&self.db)
+            .await?;
+        if let Some(ledger) = stored {
+            let millis = u64::try_from(now_ms().saturating_sub(ledger.stored_at_ms)).unwrap_or(0);
+            events::chunk_detected(Duration::from_millis(millis));
+        }
+        Ok(())
+    }
+
+    /// Publishes where this shard stands: its fold position, the chunks stored or committed
+    /// beyond it, and the age of the oldest of those.
+    pub async fn observe_position(&self) -> Result<(), DbErr> {
+        let stream = &self.options.stream;
+        let next = self.next_chunk();
+        let newest_stored = upload_ledger::Entity::find()
+            .filter(upload_ledger::Column::Stream.eq(stream))
+            .order_by_desc(upload_ledger::Column::ChunkIndex)
+            .one(&self.db)
+            .await?
+            .map(|l| l.chunk_index);
+        let newest_committed = chunk_record::Entity::find()
+            .filter(chunk_record::Column::Stream.eq(stream))
+            .order_by_desc(chunk_record::Column::ChunkIndex)
+            .one(&self.db)
+            .await?
+            .map(|r| r.chunk_index);
+        let newest = newest_stored.max(newest_committed).and_then(|n| u64::try_from(n).ok());
+        let lag = newest.map_or(0, |n| (n + 1).saturating_sub(next));
+        let mut oldest_unfolded = Duration::ZERO;
+        if lag > 0 {
+            let since = match upload_ledger::Entity::find_by_id((stream.clone(), as_i64(next)))
+                .one(&self.db)
+                .await?
+            {
+                Some(ledger) => Some(ledger.stored_at_ms),
+                None => chunk_record::Entity::find_by_id((stream.clone(), as_i64(next)))
+                    .one(&self.db)
+                    .await?
+                    .map(|r| r.committed_at_ms),
+            };
+            if let Some(since) = since {
+                oldest_unfolded =
+                    Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0));
+            }
+        }
+        events::shard_position(
+            stream,
+            self.options.shard,
+            ShardPosition { folded_through: self.position, lag, oldest_unfolded },
+        );
+        Ok(())
+    }
+
     /// Warns when the chunk waited for is stored (in the upload ledger) but not committed: its
     /// message is dead-lettered or lost, and the warning says which command helps. True once
     /// reported; false while the chunk is not even stored (the uploader is behind).

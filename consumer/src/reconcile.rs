@@ -127,6 +127,7 @@ pub async fn reconcile(
         let chunk = u64::try_from(row.chunk_index).unwrap_or(0);
         if !dry_run {
             queue.publish(row.message.as_bytes()).await?;
+            txp_telemetry::events::message_published(queue.backend());
             tracing::info!(%stream, chunk, "chunk message published again");
         }
         report.republished.push(chunk);

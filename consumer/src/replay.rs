@@ -192,6 +192,7 @@ async fn take(
                 tokio::time::sleep_until(last + interval).await;
             }
             queue.publish(&dead.delivery.body).await?;
+            txp_telemetry::events::message_published(queue.backend());
             last_publish = Some(tokio::time::Instant::now());
             letter.action = ReplayAction::Replayed;
             audit(db, queue, queue_name, &letter, &sha256, "replayed").await?;

@@ -23,6 +23,7 @@ use txp_core::ImportanceTable;
 use txp_entity::{chunk_record, detector_state};
 use txp_uploader::upload::{UploadProgress, sha256_hex};
 
+use super::observe::{self, Readiness};
 use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
 use crate::Outcome;
 use crate::cli::{
@@ -185,6 +186,8 @@ pub fn consume(args: &ConsumeArgs, settings: &Settings, interrupt: &Interrupt) -
         let db = connect(settings).await?;
         let queue = queue(settings, &db).await?;
         queue.setup().await.map_err(|e| queue_error(&e))?;
+        let readiness = Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: Vec::new() };
+        let _observed = observe::start(settings, "consume", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
         let consumer = consumer(settings, &db, queue, &args.consume, crash);
         let report = consumer
@@ -208,6 +211,8 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
         let store = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
         store.check().await.map_err(|e| store_error(&e))?;
         let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
+        let readiness = Readiness { db: Some(db.clone()), queue: None, stores: vec![store.clone()] };
+        let _observed = observe::start(settings, "detect", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
         let detection = Detection { settings: settings.clone(), db: db.clone(), output: store, importance };
         run_shard(&detection, args.shard, args.shards, args.until_idle, crash, shutdown).await?;
@@ -285,6 +290,9 @@ pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result
         let output = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
         let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
+        let readiness =
+            Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![output.clone()] };
+        let _observed = observe::start(settings, "run", readiness).await?;
         let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
         let report =
             pipeline(&detection, queue, &args.consume, args.shards, args.until_idle, interrupt).await?;
@@ -482,6 +490,12 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
         let output = open_store(&output_url, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
         let importance = Arc::new(load_importance(&importance_path.display().to_string(), &settings).await?);
+        let readiness = Readiness {
+            db: Some(db.clone()),
+            queue: Some(queue.clone()),
+            stores: vec![store.clone(), output.clone()],
+        };
+        let _observed = observe::start(&settings, "demo", readiness).await?;
         let source = open_source(&transactions.display().to_string(), &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()))?;

@@ -14,6 +14,7 @@ use txp_connectors::store::{ObjectStore, StoreError, open_store};
 use txp_uploader::upload::{CrashPoint, UploadError, UploadOptions, UploadProgress, Uploader};
 
 use super::generate::thousands;
+use super::observe::{self, Readiness};
 use crate::Outcome;
 use crate::cli::UploadArgs;
 use crate::error::Error;
@@ -125,6 +126,9 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
         let db = connect(settings).await?;
         let store = open_store(&args.to, &settings.s3).await.map_err(|e| store_error(&e))?;
         let queue = queue(settings, &db).await?;
+        let readiness =
+            Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![store.clone()] };
+        let _observed = observe::start(settings, "upload", readiness).await?;
         let source = open_source(&args.source, &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()).hint("check the --source path or URL"))?;

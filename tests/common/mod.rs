@@ -20,7 +20,9 @@ pub fn txp(dir: &Path) -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.current_dir(dir).arg("--quiet");
+    // Every test process serves its metrics on a port of its own (parallel tests would
+    // otherwise share the default one).
+    cmd.current_dir(dir).arg("--quiet").env("TXP_METRICS_ADDR", "127.0.0.1:0");
     cmd
 }
 

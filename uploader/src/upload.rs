@@ -26,6 +26,7 @@ use txp_connectors::store::{ObjectStore, StoreError};
 use txp_core::layout::{PART_FILE, SUCCESS, chunk_folder};
 use txp_core::message::{ChunkMessage, MESSAGE_VERSION};
 use txp_entity::{stream, upload_ledger};
+use txp_telemetry::events;
 
 use crate::cut::{ChunkCutter, CutError, SourceChunk};
 
@@ -281,6 +282,7 @@ impl Uploader {
         }
         .insert(&self.db)
         .await?;
+        events::chunk_stored(if self.store.url().starts_with("s3://") { "s3" } else { "local" });
         self.crash_if(CrashPoint::AfterStore, chunk.index);
         Ok(body)
     }
@@ -288,6 +290,7 @@ impl Uploader {
     /// Publishes a recorded message and marks it confirmed in the ledger.
     async fn publish(&self, chunk: u64, body: &str) -> Result<(), UploadError> {
         retry(self.backoff, QueueError::is_transient, || self.queue.publish(body.as_bytes())).await?;
+        events::message_published(self.queue.backend());
         self.crash_if(CrashPoint::AfterConfirm, chunk);
         let key = (self.options.stream.clone(), as_i64(chunk));
         if let Some(row) = upload_ledger::Entity::find_by_id(key).one(&self.db).await? {
