@@ -13,7 +13,7 @@ Examples:
   txp --preset seed config show
 
 Exit codes:
-  0 success, 1 `verify` found differences, 2 bad usage, settings or input, 130 interrupted
+  0 success, 1 `verify` found differences (or `explain` no such detection), 2 bad usage, settings or input, 130 interrupted
 Settings:
   defaults < txp.toml (or --config FILE) < TXP_* environment variables < flags";
 
