@@ -38,6 +38,11 @@ fn init_logging(format: LogFormat) {
 /// A panic is a bug: say so in one paragraph instead of a backtrace, and exit with code 101.
 fn install_panic_message() {
     std::panic::set_hook(Box::new(|info| {
+        // `txp status | head`: the reader went away. Not a bug; stop quietly, as a program
+        // killed by SIGPIPE would (exit 141).
+        if info.to_string().contains("Broken pipe") {
+            std::process::exit(141);
+        }
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         #[allow(clippy::print_stderr, reason = "the hook's only job is to tell the user")]
         {

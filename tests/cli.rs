@@ -183,3 +183,24 @@ fn generate_is_deterministic_per_seed() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// `txp status | head`: a reader that goes away is not an internal error; txp stops quietly
+/// with 141, as a program killed by SIGPIPE would.
+#[test]
+fn a_closed_standard_output_is_not_an_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_txp"))
+        .current_dir(dir.path())
+        .env("TXP_METRICS_ADDR", "off")
+        .args(["status", "--database", "sqlite://fresh.db"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader closes before txp has created and migrated its database, so before it prints.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+}
