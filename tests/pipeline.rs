@@ -971,6 +971,23 @@ fn prometheus_scrapes_every_process_and_every_dashboard_panel_has_data() {
         assert_eq!(promtool_check_metrics(&body), "", "promtool check metrics:\n{body}");
         exported.extend(exported_names(&body));
     }
+    // The consumer's counters tell what happened: 20 chunks and the poison message received,
+    // 20 acked, the poison dead-lettered as an input error, 20,000 rows.
+    let (_, consumer_scrape) = http_get(&addrs[1], "/metrics").unwrap();
+    let sample = |series: &str| -> u64 {
+        consumer_scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in:\n{consumer_scrape}"))
+    };
+    assert_eq!(sample("txp_messages_received_total{backend=\"db\"}"), 21);
+    assert_eq!(sample("txp_messages_acked_total{backend=\"db\"}"), 20);
+    assert_eq!(sample("txp_messages_dead_lettered_total{backend=\"db\"}"), 1);
+    assert_eq!(sample("txp_errors_total{kind=\"input\"}"), 1);
+    assert_eq!(
+        sample("txp_rows_total{outcome=\"valid\"}") + sample("txp_rows_total{outcome=\"quarantined\"}"),
+        ROWS
+    );
     exported.extend(exported_names(scrapes[0].as_ref().unwrap()));
     let catalogue: std::collections::BTreeSet<String> =
         txp_telemetry::catalogue::CATALOGUE.iter().map(|m| m.name.to_owned()).collect();

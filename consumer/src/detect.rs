@@ -25,7 +25,7 @@ use txp_core::layout::{PART_FILE, SUCCESS};
 use txp_core::shard::{fnv1a64, shard_of};
 use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
 use txp_entity::{chunk_record, detection, detector_state, stream, upload_ledger};
-use txp_telemetry::events::{self, ShardPosition};
+use txp_telemetry::events::{self, ErrorKind, ShardPosition};
 
 use crate::chunks::{load_chunk, now_ms};
 use crate::output_files::{self, FILE_ROWS};
@@ -107,6 +107,18 @@ impl DetectError {
             Self::Database(_) | Self::Fenced { .. } => true,
             Self::Store(e) => e.is_transient(),
             _ => false,
+        }
+    }
+
+    /// Its kind for `txp_errors_total`: the database, the output store, or the input (a
+    /// stream's settings, its data).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Database(_) | Self::Fenced { .. } => ErrorKind::Database,
+            Self::Store(_) => ErrorKind::Output,
+            Self::ImportanceMismatch { .. } | Self::ShardsMismatch { .. } | Self::Engine(_) => {
+                ErrorKind::Input
+            }
         }
     }
 }

@@ -158,6 +158,9 @@ async fn run_shard(
             Ok(mut detector) => detector.run(until_idle, shutdown.clone()).await,
             Err(e) => Err(e),
         };
+        if let Err(e) = &result {
+            txp_telemetry::events::error(e.kind());
+        }
         match result {
             Ok(()) => break,
             Err(e) if e.is_transient() && failures < 20 && !shutdown.is_raised() => {
