@@ -4,10 +4,10 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set, Statement, TransactionTrait,
+    QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
-use txp_entity::{chunk_pair, chunk_record};
+use txp_entity::{chunk_pair, chunk_record, upload_ledger};
 
 /// Rows per multi-row INSERT: 7 bound parameters a row must stay below SQLite's limit of
 /// 32,766 (and PostgreSQL's 65,535).
@@ -31,6 +31,29 @@ fn as_i64(n: u64) -> i64 {
 }
 
 /// The recorded chunk, if any.
+/// A stream's high-water mark: the highest chunk index the uploader stored or a consumer
+/// committed (a chunk published without the uploader's ledger has only a commit); `None` when
+/// there is neither. A detector's lag is measured against it.
+pub async fn high_water<C: ConnectionTrait>(db: &C, stream: &str) -> Result<Option<i64>, DbErr> {
+    let stored: Option<i64> = upload_ledger::Entity::find()
+        .filter(upload_ledger::Column::Stream.eq(stream))
+        .select_only()
+        .column_as(upload_ledger::Column::ChunkIndex.max(), "high")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    let committed: Option<i64> = chunk_record::Entity::find()
+        .filter(chunk_record::Column::Stream.eq(stream))
+        .select_only()
+        .column_as(chunk_record::Column::ChunkIndex.max(), "high")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    Ok(stored.max(committed))
+}
+
 pub async fn find_record<C: ConnectionTrait>(
     db: &C,
     stream: &str,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
 };
 use txp_connectors::store::{ObjectStore, StoreError};
 use txp_core::aggregate::ChunkAggregate;
@@ -27,7 +27,7 @@ use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
 use txp_entity::{chunk_record, detection, detector_state, stream, upload_ledger};
 use txp_telemetry::events::{self, ErrorKind, ShardPosition};
 
-use crate::chunks::{load_chunk, now_ms};
+use crate::chunks::{high_water, load_chunk, now_ms};
 use crate::output_files::{self, FILE_ROWS};
 use crate::shutdown::Shutdown;
 use crate::statistics;
@@ -512,19 +512,7 @@ impl Detector {
     pub async fn observe_position(&self) -> Result<(), DbErr> {
         let stream = &self.options.stream;
         let next = self.next_chunk();
-        let newest_stored = upload_ledger::Entity::find()
-            .filter(upload_ledger::Column::Stream.eq(stream))
-            .order_by_desc(upload_ledger::Column::ChunkIndex)
-            .one(&self.db)
-            .await?
-            .map(|l| l.chunk_index);
-        let newest_committed = chunk_record::Entity::find()
-            .filter(chunk_record::Column::Stream.eq(stream))
-            .order_by_desc(chunk_record::Column::ChunkIndex)
-            .one(&self.db)
-            .await?
-            .map(|r| r.chunk_index);
-        let newest = newest_stored.max(newest_committed).and_then(|n| u64::try_from(n).ok());
+        let newest = high_water(&self.db, stream).await?.and_then(|n| u64::try_from(n).ok());
         let lag = newest.map_or(0, |n| (n + 1).saturating_sub(next));
         let mut oldest_unfolded = Duration::ZERO;
         if lag > 0 {

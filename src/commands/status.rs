@@ -9,7 +9,8 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use serde::Serialize;
-use txp_connectors::queue::open_queue;
+use txp_connectors::queue::{backend_of, open_queue};
+use txp_consumer::chunks::high_water;
 use txp_core::Pattern;
 use txp_entity::{chunk_record, detection, detector_state, output_file, stream, upload_ledger};
 
@@ -117,19 +118,6 @@ fn db_error(e: &DbErr) -> Error {
         .hint("check that the database is reachable (--database / DATABASE_URL)")
 }
 
-/// The backend a queue URL names, as `Queue::backend` would say.
-fn backend_of(url: &str) -> &'static str {
-    if url == "db" {
-        "db"
-    } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        "rabbitmq"
-    } else if url.starts_with("sqs://") || url.starts_with("https://") || url.starts_with("http://") {
-        "sqs"
-    } else {
-        "unknown"
-    }
-}
-
 /// Every stream the database knows: uploaded, committed or folded.
 pub(super) async fn known_streams(db: &DatabaseConnection) -> Result<BTreeSet<String>, DbErr> {
     let mut names: BTreeSet<String> = BTreeSet::new();
@@ -191,13 +179,6 @@ async fn stream_status(db: &DatabaseConnection, name: &str) -> Result<StreamStat
     let chunks_stored = ledger.clone().count(db).await?;
     let chunks_published =
         ledger.clone().filter(upload_ledger::Column::PublishedAtMs.is_not_null()).count(db).await?;
-    let stored_high: Option<i64> = ledger
-        .select_only()
-        .column_as(upload_ledger::Column::ChunkIndex.max(), "high")
-        .into_tuple::<Option<i64>>()
-        .one(db)
-        .await?
-        .flatten();
     let records: Vec<(i64, i64, i64, Option<String>)> = chunk_record::Entity::find()
         .filter(chunk_record::Column::Stream.eq(name))
         .select_only()
@@ -208,8 +189,7 @@ async fn stream_status(db: &DatabaseConnection, name: &str) -> Result<StreamStat
         .into_tuple()
         .all(db)
         .await?;
-    let committed_high = records.iter().map(|r| r.0).max();
-    let high_water = stored_high.max(committed_high);
+    let high_water = high_water(db, name).await?;
     let last_chunk = row.as_ref().and_then(|r| r.last_chunk);
     let upload_finished = row.as_ref().is_some_and(|r| r.finished_at_ms.is_some());
     let shards = detector_state::Entity::find()
@@ -283,7 +263,7 @@ async fn stream_status(db: &DatabaseConnection, name: &str) -> Result<StreamStat
 /// The queue's depth, or why it could not be read.
 async fn queue_status(settings: &Settings, db: &DatabaseConnection) -> QueueStatus {
     let mut status = QueueStatus {
-        backend: backend_of(&settings.queue_url).to_owned(),
+        backend: backend_of(&settings.queue_url).unwrap_or("unknown").to_owned(),
         url: mask_secrets(&settings.queue_url),
         name: settings.queue.name.clone(),
         dead_letter_queue: settings.queue.dlq_name(),

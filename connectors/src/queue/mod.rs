@@ -130,6 +130,21 @@ pub trait Queue: Send + Sync + fmt::Debug {
     fn backend(&self) -> &'static str;
 }
 
+/// The backend a queue URL names, as [`Queue::backend`] will say once it is open: `db`,
+/// `rabbitmq` (`amqp://`, `amqps://`) or `sqs` (`sqs://NAME` or an `http(s)://` queue URL);
+/// `None` for anything else.
+pub fn backend_of(url: &str) -> Option<&'static str> {
+    if url == "db" {
+        Some("db")
+    } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        Some("rabbitmq")
+    } else if url.starts_with("sqs://") || url.starts_with("https://") || url.starts_with("http://") {
+        Some("sqs")
+    } else {
+        None
+    }
+}
+
 /// Opens the queue a URL names: `db` (the pipeline's database), `amqp://…`, `sqs://NAME` or an
 /// SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or any `http(s)://` queue URL
 /// of an SQS-compatible server).
@@ -138,14 +153,11 @@ pub async fn open_queue(
     settings: &QueueSettings,
     database: &DatabaseConnection,
 ) -> Result<Arc<dyn Queue>, QueueError> {
-    if url == "db" {
-        return Ok(Arc::new(DbQueue::new(database.clone(), settings.clone())));
-    }
-    if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        return Ok(Arc::new(AmqpQueue::connect(url, settings.clone()).await?));
-    }
-    if url.starts_with("sqs://") || url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(Arc::new(SqsQueue::connect(url, settings.clone()).await?));
+    match backend_of(url) {
+        Some("db") => return Ok(Arc::new(DbQueue::new(database.clone(), settings.clone()))),
+        Some("rabbitmq") => return Ok(Arc::new(AmqpQueue::connect(url, settings.clone()).await?)),
+        Some("sqs") => return Ok(Arc::new(SqsQueue::connect(url, settings.clone()).await?)),
+        _ => {}
     }
     Err(QueueError::Permanent {
         location: url.to_owned(),
