@@ -14,12 +14,12 @@ use txp_core::importance::WeightSum;
 use txp_core::thresholds::Thresholds;
 use txp_entity::{detection, output_file};
 
-use super::status::{known_streams, streams_hint};
+use super::status::{db_error, known_streams, streams_hint};
 use super::upload::{connect, runtime};
 use crate::Outcome;
 use crate::cli::ExplainArgs;
 use crate::error::Error;
-use crate::settings::{Settings, mask_secrets};
+use crate::settings::Settings;
 
 /// One condition of the pattern, checked against the stored figures.
 #[derive(Debug, Clone, Serialize)]
@@ -54,11 +54,6 @@ struct FileRef {
     /// The detection's row in the file, from 0 (after the header).
     row: Option<i32>,
     written: bool,
-}
-
-fn db_error(e: &DbErr) -> Error {
-    Error::usage(format!("database: {}", mask_secrets(&e.to_string())))
-        .hint("check that the database is reachable (--database / DATABASE_URL)")
 }
 
 /// `sum / count` as a decimal, truncated to 6 places and marked `…` when inexact.

@@ -113,7 +113,7 @@ pub struct ShardStatus {
     pub done: bool,
 }
 
-fn db_error(e: &DbErr) -> Error {
+pub(super) fn db_error(e: &DbErr) -> Error {
     Error::usage(format!("database: {}", mask_secrets(&e.to_string())))
         .hint("check that the database is reachable (--database / DATABASE_URL)")
 }
