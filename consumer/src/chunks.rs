@@ -116,6 +116,15 @@ pub async fn commit_chunk(
     }
     let method = PairInsert::for_backend(txn.get_database_backend());
     insert_pairs(&txn, stream, aggregate.index, &aggregate.pairs, method).await?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        // Wakes detectors in other processes when (and only if) this commits.
+        txn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [crate::handoff::COMMITS_CHANNEL.into(), stream.into()],
+        ))
+        .await?;
+    }
     if crash_mid_transaction {
         // For kill tests: die with the transaction open, as `kill -9` would.
         std::process::abort();
@@ -163,6 +172,26 @@ impl PairInsert {
     }
 }
 
+/// The pair columns bound as `$3`…`$7` in PostgreSQL statements over [`pair_arrays`]: one array a
+/// column, any number of rows.
+pub(crate) const PAIR_ARRAYS: &str =
+    "UNNEST($3::text[], $4::text[], $5::bigint[], $6::text[], $7::smallint[]) AS t(m, c, n, a, g)";
+
+/// Pairs as one array per column (merchant, customer, count, amount in micro-units as decimal
+/// text, gender bits), for [`PAIR_ARRAYS`].
+pub(crate) fn pair_arrays(pairs: &[PairAggregate]) -> [sea_orm::Value; 5] {
+    let column = |f: fn(&PairAggregate) -> String| pairs.iter().map(f).collect::<Vec<String>>();
+    let counts: Vec<i64> = pairs.iter().map(|p| as_i64(p.count)).collect();
+    let genders: Vec<i16> = pairs.iter().map(|p| i16::from(p.genders.bits())).collect();
+    [
+        column(|p| p.merchant.clone()).into(),
+        column(|p| p.customer.clone()).into(),
+        counts.into(),
+        column(|p| p.amount_micros.to_string()).into(),
+        genders.into(),
+    ]
+}
+
 /// Inserts a chunk's pair rows inside the caller's transaction.
 pub async fn insert_pairs<C: ConnectionTrait>(
     db: &C,
@@ -190,23 +219,14 @@ pub async fn insert_pairs<C: ConnectionTrait>(
             }
         }
         PairInsert::Unnest => {
-            let column = |f: fn(&PairAggregate) -> String| pairs.iter().map(f).collect::<Vec<String>>();
-            let counts: Vec<i64> = pairs.iter().map(|p| as_i64(p.count)).collect();
-            let genders: Vec<i16> = pairs.iter().map(|p| i16::from(p.genders.bits())).collect();
+            let [merchants, customers, counts, amounts, genders] = pair_arrays(pairs);
             let statement = Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
-                "INSERT INTO chunk_pair (stream, chunk_index, merchant, customer, txn_count, amount_micros, genders) \
-                 SELECT $1, $2, m, c, n, a, g \
-                 FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::text[], $7::smallint[]) AS t(m, c, n, a, g)",
-                [
-                    stream.into(),
-                    as_i64(chunk).into(),
-                    column(|p| p.merchant.clone()).into(),
-                    column(|p| p.customer.clone()).into(),
-                    counts.into(),
-                    column(|p| p.amount_micros.to_string()).into(),
-                    genders.into(),
-                ],
+                format!(
+                    "INSERT INTO chunk_pair (stream, chunk_index, merchant, customer, txn_count, amount_micros, genders) \
+                     SELECT $1, $2, m, c, n, a, g FROM {PAIR_ARRAYS}"
+                ),
+                [stream.into(), as_i64(chunk).into(), merchants, customers, counts, amounts, genders],
             );
             db.execute_raw(statement).await?;
         }

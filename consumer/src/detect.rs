@@ -12,7 +12,7 @@
 //! - Files: see [`crate::output_files`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -25,9 +25,10 @@ use txp_core::layout::{PART_FILE, SUCCESS};
 use txp_core::shard::{fnv1a64, shard_of};
 use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
 use txp_entity::{chunk_record, detection, detector_state, stream, upload_ledger};
-use txp_telemetry::events::{self, ErrorKind, ShardPosition};
+use txp_telemetry::events::{self, ErrorKind, ShardPosition, Stage};
 
 use crate::chunks::{high_water, load_chunk, now_ms};
+use crate::consume::micros;
 use crate::output_files::{self, FILE_ROWS};
 use crate::shutdown::Shutdown;
 use crate::statistics;
@@ -75,6 +76,13 @@ pub struct DetectorOptions {
     /// Prune chunk aggregates this many chunks behind every shard's persisted statistics; 0
     /// keeps them all.
     pub retention_chunks: u64,
+    /// Raised by consumers in the same process after each commit, so that a waiting detector
+    /// folds a new chunk at once instead of at its next poll; `None` (a detector process of
+    /// its own) polls.
+    pub committed: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The consumers of the same process, whose committed aggregates are taken from here
+    /// before the database is asked.
+    pub handoff: Option<crate::handoff::Handoff>,
     /// For crash tests only.
     pub crash_at: Option<(DetectorCrash, u64)>,
 }
@@ -146,6 +154,8 @@ pub struct Detector {
     /// `YStartTime(IST)` of every file of this shard.
     started_at_ms: i64,
     files_written: u64,
+    /// The prune started by the last persist, running beside the fold.
+    pruning: Option<tokio::task::JoinHandle<Result<u64, DbErr>>>,
 }
 
 fn as_i64(n: u64) -> i64 {
@@ -236,6 +246,7 @@ impl Detector {
             started_at_ms: mine.started_at_ms,
             options,
             files_written: 0,
+            pruning: None,
         };
         if let Some(last) = position {
             for chunk in first..=last {
@@ -268,7 +279,12 @@ impl Detector {
 
     /// A chunk's aggregate restricted to this shard's merchants; `None` when not committed.
     async fn load(&self, chunk: u64) -> Result<Option<ChunkAggregate>, DbErr> {
-        let Some(mut aggregate) = load_chunk(&self.db, &self.options.stream, chunk).await? else {
+        let handed = self.options.handoff.as_ref().and_then(|h| h.take(&self.options.stream, chunk));
+        let loaded = match handed {
+            Some(aggregate) => Some(aggregate),
+            None => load_chunk(&self.db, &self.options.stream, chunk).await?,
+        };
+        let Some(mut aggregate) = loaded else {
             return Ok(None);
         };
         if self.options.shards > 1 {
@@ -280,12 +296,15 @@ impl Detector {
     /// Folds the next chunk if it is committed, then writes the files its fold decided.
     pub async fn step(&mut self) -> Result<Step, DetectError> {
         let chunk = self.next_chunk();
+        let started = Instant::now();
         let Some(aggregate) = self.load(chunk).await? else {
             if self.partial_due().await? {
                 self.flush().await?;
             }
             return Ok(Step::Waiting { chunk });
         };
+        let loading = started.elapsed();
+        let started = Instant::now();
         let found = self.engine.apply(&aggregate)?;
         let count = found.len();
         // The figures as they stand after this chunk: what made each detection.
@@ -303,7 +322,11 @@ impl Detector {
                 None => by_pattern.push((d.pattern.id(), 1)),
             }
         }
+        let evaluating = started.elapsed();
+        let started = Instant::now();
         self.commit_fold(chunk, found).await?;
+        let recording = started.elapsed();
+        let committed_at_ms = now_ms();
         self.position = Some(chunk);
         for (pattern, n) in by_pattern {
             events::detections_committed(pattern, n);
@@ -312,8 +335,29 @@ impl Detector {
         if self.options.crash_at == Some((DetectorCrash::AfterStateCommit, chunk)) {
             std::process::abort();
         }
+        let started = Instant::now();
         self.write_files().await?;
+        let writing = started.elapsed();
+        let started = Instant::now();
         self.persist(false).await?;
+        let persisting = started.elapsed();
+        for (stage, took) in [
+            (Stage::Load, loading),
+            (Stage::Evaluate, evaluating),
+            (Stage::Record, recording),
+            (Stage::Output, writing),
+            (Stage::Persist, persisting),
+        ] {
+            events::stage_finished(stage, took);
+        }
+        // Per-chunk stage times (µs) and the commit's wall-clock time, for `txp-bench` and
+        // anyone reading JSON logs.
+        tracing::debug!(
+            stream = %self.options.stream, shard = self.options.shard, chunk, detections = count, committed_at_ms,
+            load_us = micros(loading), evaluate_us = micros(evaluating), record_us = micros(recording),
+            output_us = micros(writing), persist_us = micros(persisting),
+            "chunk folded"
+        );
         Ok(Step::Folded { chunk, detections: count })
     }
 
@@ -381,10 +425,32 @@ impl Detector {
             return Err(DetectError::Fenced { stream: stream.clone(), shard: self.options.shard });
         }
         self.persisted = Some(position);
-        let pruned =
-            statistics::prune(&self.db, stream, self.options.shards, self.options.retention_chunks).await?;
-        tracing::debug!(%stream, shard, persisted_through = position, pairs = changes.pairs.len(), pruned, "statistics persisted");
+        tracing::debug!(%stream, shard, persisted_through = position, pairs = changes.pairs.len(), "statistics persisted");
+        // Pruning deletes the aggregates every shard has persisted past: housekeeping, run beside
+        // the fold instead of in its way (a prune of 50 chunks' rows took longer than folding
+        // them). One at a time; the next persist's prune takes what this one left.
+        if self.pruning.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            self.finish_pruning().await;
+            let (db, stream) = (self.db.clone(), self.options.stream.clone());
+            let (shards, retention) = (self.options.shards, self.options.retention_chunks);
+            self.pruning =
+                Some(tokio::spawn(async move { statistics::prune(&db, &stream, shards, retention).await }));
+        }
         Ok(())
+    }
+
+    /// Waits for the prune in flight, if any. A failure is only reported: nothing depends on
+    /// it, and the next persist prunes again.
+    async fn finish_pruning(&mut self) {
+        let Some(pruning) = self.pruning.take() else { return };
+        match pruning.await {
+            Ok(Ok(pruned)) => tracing::debug!(stream = %self.options.stream, pruned, "aggregates pruned"),
+            Ok(Err(e)) => {
+                events::error(ErrorKind::Database);
+                tracing::warn!(stream = %self.options.stream, error = %e, "pruning failed; the next persist tries again");
+            }
+            Err(e) => tracing::warn!(stream = %self.options.stream, error = %e, "pruning stopped"),
+        }
     }
 
     /// Whether a partial file is due: something pending for `max_wait` already.
@@ -456,18 +522,27 @@ impl Detector {
                 self.observe_position().await?;
                 observed_at = Some(tokio::time::Instant::now());
             }
+            // Commits from here on wake the wait below.
+            if let Some(committed) = &mut self.options.committed {
+                committed.borrow_and_update();
+            }
             match self.step().await? {
-                Step::Folded { chunk, detections } => {
-                    waiting_for = None;
-                    tracing::debug!(chunk, detections, shard = self.options.shard, "chunk folded");
-                }
+                Step::Folded { .. } => waiting_for = None,
                 Step::Waiting { chunk } => {
-                    self.persist(true).await?;
-                    if until_idle && self.folded_whole().await? {
+                    let folded_whole = until_idle && self.folded_whole().await?;
+                    // Idle: the statistics are saved once the detector has waited a whole
+                    // poll for the same chunk (or the stream is whole), not at every brief
+                    // wait for a consumer during a catch-up, where saving each time cost
+                    // more than folding.
+                    if folded_whole || matches!(waiting_for, Some((waited, ..)) if waited == chunk) {
+                        self.persist(true).await?;
+                    }
+                    if folded_whole {
                         // Nothing more will come: the last detections go out now, in a
                         // partial file if need be.
                         self.flush().await?;
                         if self.is_done().await? {
+                            self.finish_pruning().await;
                             return Ok(());
                         }
                     }
@@ -482,14 +557,29 @@ impl Detector {
                             waiting_for = Some((chunk, tokio::time::Instant::now(), false));
                         }
                     }
-                    shutdown.sleep(self.options.poll).await;
+                    let poll = self.options.poll;
+                    match &mut self.options.committed {
+                        Some(committed) => {
+                            // The consumers gone (closed channel): poll as a lone detector does.
+                            let consumers_gone = tokio::select! {
+                                () = shutdown.sleep(poll) => false,
+                                changed = committed.changed() => changed.is_err(),
+                            };
+                            if consumers_gone {
+                                shutdown.sleep(poll).await;
+                            }
+                        }
+                        None => shutdown.sleep(poll).await,
+                    }
                 }
             }
         }
         self.flush().await?;
         self.observe_position().await?;
         // Shutdown: the statistics are left current.
-        self.persist(true).await
+        self.persist(true).await?;
+        self.finish_pruning().await;
+        Ok(())
     }
 }
 

@@ -9,12 +9,15 @@
 //! - [`replay`]: dead letters back to the main queue, audited, with a loop guard;
 //! - [`chunk_folder`]: chunk folders in a local directory (`txp verify --input`);
 //! - [`statistics`]: the persisted running statistics a restart resumes from, and pruning;
+//! - [`handoff`]: commits (and, with one shard, aggregates) handed from consumers to the
+//!   detectors of the same process;
 //! - [`shutdown`]: the signal every loop watches.
 
 pub mod chunk_folder;
 pub mod chunks;
 pub mod consume;
 pub mod detect;
+pub mod handoff;
 pub mod output_files;
 pub mod reconcile;
 pub mod replay;

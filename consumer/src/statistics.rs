@@ -11,14 +11,15 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    Statement, TransactionTrait,
 };
 use txp_core::aggregate::PairAggregate;
 use txp_core::detection::Pattern;
 use txp_core::engine::EngineChanges;
 use txp_entity::{chunk_pair, detection, detector_state, merchant_stats, pair_stats};
 
-use crate::chunks::stored_pair;
+use crate::chunks::{PAIR_ARRAYS, pair_arrays, stored_pair};
 
 /// Rows per upsert: 7 bound parameters a row, below SQLite's limit of 32,766.
 const ROWS_PER_UPSERT: usize = 4_000;
@@ -49,32 +50,36 @@ pub async fn persist(
         txn.rollback().await?;
         return Ok(false);
     }
-    for batch in changes.pairs.chunks(ROWS_PER_UPSERT) {
-        let rows = batch.iter().map(|p| pair_stats::ActiveModel {
-            stream: Set(stream.to_owned()),
-            merchant: Set(p.merchant.clone()),
-            customer: Set(p.customer.clone()),
-            shard: Set(shard),
-            txn_count: Set(as_i64(p.count)),
-            amount_micros: Set(p.amount_micros.to_string()),
-            genders: Set(i16::from(p.genders.bits())),
-        });
-        pair_stats::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([
-                    pair_stats::Column::Stream,
-                    pair_stats::Column::Merchant,
-                    pair_stats::Column::Customer,
-                ])
-                .update_columns([
-                    pair_stats::Column::TxnCount,
-                    pair_stats::Column::AmountMicros,
-                    pair_stats::Column::Genders,
-                ])
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        upsert_pairs_unnest(&txn, stream, shard, &changes.pairs).await?;
+    } else {
+        for batch in changes.pairs.chunks(ROWS_PER_UPSERT) {
+            let rows = batch.iter().map(|p| pair_stats::ActiveModel {
+                stream: Set(stream.to_owned()),
+                merchant: Set(p.merchant.clone()),
+                customer: Set(p.customer.clone()),
+                shard: Set(shard),
+                txn_count: Set(as_i64(p.count)),
+                amount_micros: Set(p.amount_micros.to_string()),
+                genders: Set(i16::from(p.genders.bits())),
+            });
+            pair_stats::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        pair_stats::Column::Stream,
+                        pair_stats::Column::Merchant,
+                        pair_stats::Column::Customer,
+                    ])
+                    .update_columns([
+                        pair_stats::Column::TxnCount,
+                        pair_stats::Column::AmountMicros,
+                        pair_stats::Column::Genders,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
     }
     for batch in changes.merchants.chunks(ROWS_PER_UPSERT) {
         let rows = batch.iter().map(|m| merchant_stats::ActiveModel {
@@ -102,6 +107,33 @@ pub async fn persist(
     }
     txn.commit().await?;
     Ok(true)
+}
+
+/// PostgreSQL: the changed pairs in one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO UPDATE`
+/// (one array per column), as the consumer inserts a chunk's pairs: a persist of ~30,000 pairs
+/// took ~390 ms as multi-row upserts.
+async fn upsert_pairs_unnest<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    shard: i32,
+    pairs: &[PairAggregate],
+) -> Result<(), DbErr> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let [merchants, customers, counts, amounts, genders] = pair_arrays(pairs);
+    let statement = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        format!(
+            "INSERT INTO pair_stats (stream, merchant, customer, shard, txn_count, amount_micros, genders) \
+             SELECT $1, m, c, $2, n, a, g FROM {PAIR_ARRAYS} \
+             ON CONFLICT (stream, merchant, customer) DO UPDATE SET txn_count = EXCLUDED.txn_count, \
+             amount_micros = EXCLUDED.amount_micros, genders = EXCLUDED.genders"
+        ),
+        [stream.into(), shard.into(), merchants, customers, counts, amounts, genders],
+    );
+    db.execute_raw(statement).await?;
+    Ok(())
 }
 
 /// Every persisted pair of a shard, as running totals.

@@ -1,10 +1,12 @@
 //! Committed chunks on SQLite and PostgreSQL: a chunk with more pairs than one multi-row INSERT
 //! can bind round-trips exactly; a second commit of the same chunk writes nothing; other content
-//! under the same index is a conflict; a skipped chunk cannot be committed.
+//! under the same index is a conflict; a skipped chunk cannot be committed; on PostgreSQL a
+//! commit is announced to the listeners of its stream.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use txp_consumer::chunks::{CommitOutcome, commit_chunk, load_chunk, skip_chunk};
+use txp_consumer::handoff::listen_for_commits;
 use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
 
 /// A chunk with `pairs` distinct pairs and amounts beyond 64 bits.
@@ -61,10 +63,17 @@ async fn postgres_round_trip() {
     );
     let admin = Database::connect(ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (user postgres)");
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let db = txp_connectors::database::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
-        .await
-        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let db = txp_connectors::database::connect(&url).await.unwrap();
+    let mut woken = listen_for_commits(&url, "s").await.expect("a listener on PostgreSQL");
+    let other = listen_for_commits(&url, "other").await.expect("a listener on PostgreSQL");
     exercise(&db).await;
+    // A commit wakes the detectors of its stream, in any process (LISTEN/NOTIFY), and only them.
+    tokio::time::timeout(std::time::Duration::from_secs(10), woken.changed())
+        .await
+        .expect("the commit of stream s is announced")
+        .unwrap();
+    assert!(!other.has_changed().unwrap(), "a commit of stream s woke the listener of another stream");
     db.close().await.unwrap();
     admin
         .execute_raw(Statement::from_string(

@@ -39,6 +39,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A reader that computes the SHA-256 of every byte read through it: a large file is checked
+/// and parsed in one streaming pass instead of being held in memory whole.
+#[derive(Debug)]
+pub struct Sha256Reader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> Sha256Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Self { inner, hasher: Sha256::new() }
+    }
+
+    /// Reads the rest of the input, then returns the digest of all of it, as lowercase hex.
+    pub fn finish(mut self) -> std::io::Result<String> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(hex(&self.hasher.finalize()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Bytes as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -76,6 +104,17 @@ impl ChunkMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_digest_covers_every_byte_even_those_left_unread() {
+        use std::io::Read;
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut reader = Sha256Reader::new(&bytes[..]);
+        let mut head = [0u8; 1000];
+        reader.read_exact(&mut head).unwrap();
+        assert_eq!(reader.finish().unwrap(), sha256_hex(&bytes));
+        assert_eq!(Sha256Reader::new(&b""[..]).finish().unwrap(), sha256_hex(b""));
+    }
 
     fn message() -> ChunkMessage {
         ChunkMessage {

@@ -8,6 +8,7 @@ mod m20261130_000001_pipeline;
 mod m20261201_000002_consumer_detector;
 mod m20261202_000003_replay_audit;
 mod m20261202_000004_statistics;
+mod m20261203_000005_chunk_pair_key;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_consumer_detector::Migration),
             Box::new(m20261202_000003_replay_audit::Migration),
             Box::new(m20261202_000004_statistics::Migration),
+            Box::new(m20261203_000005_chunk_pair_key::Migration),
         ]
     }
 }

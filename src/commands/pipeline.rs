@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-use tokio::io::AsyncReadExt;
 use txp_connectors::queue::Queue;
 use txp_connectors::retry::Backoff;
 use txp_connectors::source::open_source;
@@ -16,12 +15,14 @@ use txp_connectors::store::{ObjectStore, open_store};
 use txp_consumer::chunks::skip_chunk;
 use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
 use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
+use txp_consumer::handoff::{Handoff, listen_for_commits};
 use txp_consumer::reconcile::ReconcileError;
 use txp_consumer::replay::{ReplayAction, ReplayError, ReplayOptions};
 use txp_consumer::shutdown::{self, Shutdown, ShutdownSignal};
 use txp_core::ImportanceTable;
+use txp_core::message::Sha256Reader;
 use txp_entity::{chunk_record, detector_state};
-use txp_uploader::upload::{UploadProgress, sha256_hex};
+use txp_uploader::upload::UploadProgress;
 
 use super::observe::{self, Readiness};
 use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
@@ -49,30 +50,34 @@ fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
     (signal, shutdown)
 }
 
-/// Reads the importance file (a path or `s3://`) and its SHA-256.
+/// Reads the importance file (a path or `s3://`) and its SHA-256 in one streaming pass: at
+/// 6,000,000 rows the file is 320 MB, which a detector need not hold (the table keeps one entry
+/// per pair).
 async fn load_importance(location: &str, settings: &Settings) -> Result<(ImportanceTable, String), Error> {
-    let bytes = if location.starts_with("s3://") {
+    let reader: Box<dyn std::io::Read + Send> = if location.starts_with("s3://") {
         let source = open_source(location, &settings.s3)
             .await
             .map_err(|e| Error::usage(e.to_string()).hint("check the --importance URL"))?;
-        let mut bytes = Vec::new();
-        let mut reader = source.reader;
-        reader
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| Error::usage(format!("cannot read {location}: {e}")))?;
-        bytes
+        Box::new(tokio_util::io::SyncIoBridge::new(source.reader))
     } else {
-        std::fs::read(location).map_err(|e| {
+        Box::new(std::fs::File::open(location).map_err(|e| {
             Error::usage(format!("cannot read {location}: {e}"))
                 .hint("--importance takes a path or s3://BUCKET/KEY")
-        })?
+        })?)
     };
-    let sha256 = sha256_hex(&bytes);
-    let table = ImportanceTable::read(&bytes[..]).map_err(|e| {
-        Error::usage(format!("{location}: {e}")).hint("--importance takes BankSim's CustomerImportance.csv")
-    })?;
-    Ok((table, sha256))
+    let location = location.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut hashing = Sha256Reader::new(reader);
+        let table =
+            ImportanceTable::read(std::io::BufReader::with_capacity(1 << 18, &mut hashing)).map_err(|e| {
+                Error::usage(format!("{location}: {e}"))
+                    .hint("--importance takes BankSim's CustomerImportance.csv")
+            })?;
+        let sha256 = hashing.finish().map_err(|e| Error::usage(format!("cannot read {location}: {e}")))?;
+        Ok((table, sha256))
+    })
+    .await
+    .map_err(|e| Error::usage(format!("reading the importance file stopped: {e}")))?
 }
 
 fn detect_error(e: DetectError) -> Error {
@@ -92,6 +97,7 @@ fn consumer(
     db: &DatabaseConnection,
     queue: Arc<dyn Queue>,
     options: &ConsumeOptions,
+    handoff: Option<Handoff>,
     crash: Option<(ConsumerCrash, u64)>,
 ) -> Arc<ChunkConsumer> {
     Arc::new(ChunkConsumer::new(
@@ -101,6 +107,7 @@ fn consumer(
             quarantine: options.quarantine.clone(),
             s3: settings.s3.clone(),
             fetch_backoff: Backoff::default(),
+            handoff,
             crash_at: crash,
         },
     ))
@@ -122,6 +129,7 @@ async fn run_shard(
     shard: u32,
     shards: u32,
     until_idle: bool,
+    handoff: Option<Handoff>,
     crash: Option<(DetectorCrash, u64)>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
@@ -142,6 +150,14 @@ async fn run_shard(
         persist_every: settings.persist_every,
         retention_chunks: settings.retention_chunks,
         poll: Duration::from_millis(200),
+        committed: match &handoff {
+            Some(handoff) => Some(handoff.commits()),
+            None if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres => {
+                listen_for_commits(&settings.database_url, &settings.stream).await
+            }
+            None => None,
+        },
+        handoff,
         crash_at: crash,
     };
     let mut failures = 0u32;
@@ -192,7 +208,7 @@ pub fn consume(args: &ConsumeArgs, settings: &Settings, interrupt: &Interrupt) -
         let readiness = Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: Vec::new() };
         let _observed = observe::start(settings, "consume", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
-        let consumer = consumer(settings, &db, queue, &args.consume, crash);
+        let consumer = consumer(settings, &db, queue, &args.consume, None, crash);
         let report = consumer
             .run(args.consume.workers, args.until_idle, shutdown)
             .await
@@ -218,7 +234,7 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
         let _observed = observe::start(settings, "detect", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
         let detection = Detection { settings: settings.clone(), db: db.clone(), output: store, importance };
-        run_shard(&detection, args.shard, args.shards, args.until_idle, crash, shutdown).await?;
+        run_shard(&detection, args.shard, args.shards, args.until_idle, None, crash, shutdown).await?;
         print_status(&db, settings).await;
         Ok(Outcome::Success)
     })
@@ -237,7 +253,9 @@ async fn pipeline(
     let (settings, db) = (&detection.settings, &detection.db);
     let (signal, shutdown) = shutdown_on(interrupt);
     let (consumers_stop, consumers_shutdown) = shutdown::channel();
-    let consumer = consumer(settings, db, queue, consume, None);
+    // Consumers hand each commit (and, with one shard, its aggregate) to the detectors here.
+    let handoff = Handoff::new((shards == 1).then_some(settings.stream.as_str()));
+    let consumer = consumer(settings, db, queue, consume, Some(handoff.clone()), None);
     let workers = {
         let (consumer, mut outer) = (consumer.clone(), shutdown.clone());
         let workers = consume.workers;
@@ -252,9 +270,10 @@ async fn pipeline(
     };
     let mut detectors = tokio::task::JoinSet::new();
     for shard in 0..shards {
-        let (detection, shutdown) = (detection.clone(), shutdown.clone());
-        detectors
-            .spawn(async move { run_shard(&detection, shard, shards, until_idle, None, shutdown).await });
+        let (detection, shutdown, handoff) = (detection.clone(), shutdown.clone(), handoff.clone());
+        detectors.spawn(async move {
+            run_shard(&detection, shard, shards, until_idle, Some(handoff), None, shutdown).await
+        });
     }
     let mut result = Ok(());
     while let Some(joined) = detectors.join_next().await {

@@ -37,9 +37,11 @@ pub struct MetricDef {
     pub buckets: &'static [f64],
 }
 
-/// Stage latencies: a chunk's fetch, parse and commit take milliseconds to seconds.
-const STAGE_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Stage latencies: each stage of a chunk takes microseconds to seconds.
+const STAGE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
 /// End to end: from a chunk's upload to its committed detections, seconds to minutes when a
 /// detector catches up.
 const END_TO_END_BUCKETS: &[f64] =
@@ -69,7 +71,7 @@ pub const ERRORS: &str = "txp_errors_total";
 /// The values of the `kind` label of [`ERRORS`].
 pub const ERROR_KINDS: &[&str] = &["queue", "store", "database", "input", "output"];
 /// The values of the `stage` label of [`CHUNK_STAGE_SECONDS`].
-pub const STAGES: &[&str] = &["fetch", "parse", "commit"];
+pub const STAGES: &[&str] = &["fetch", "parse", "commit", "load", "evaluate", "record", "output", "persist"];
 /// The values of the `pattern` label of [`DETECTIONS`].
 pub const PATTERNS: &[&str] = &["UPGRADE", "CHILD", "DEI-NEEDED"];
 
@@ -149,7 +151,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         name: CHUNK_STAGE_SECONDS,
         kind: MetricKind::Histogram,
         labels: &["stage"],
-        help: "Seconds a consumer spent on a chunk, by stage: fetch (object store), parse (validate and aggregate), commit (database).",
+        help: "Seconds spent on a chunk, by stage: consumer: fetch (object store), parse (validate and aggregate), commit (aggregate and record); detector: load (aggregate read back), evaluate (fold and patterns), record (detections committed), output (files written), persist (statistics saved).",
         buckets: STAGE_BUCKETS,
     },
     MetricDef {

@@ -13,12 +13,18 @@ use crate::catalogue::{
     MetricKind, OLDEST_UNFOLDED_AGE, OUTPUT_FILES, PATTERNS, QUEUE_DEPTH, REDELIVERIES, ROWS, STAGES,
 };
 
-/// A stage of a consumer's work on one chunk.
+/// A stage of the work on one chunk: the consumer's (fetch, parse, commit), then the
+/// detector's (load, evaluate, record, output, persist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Fetch,
     Parse,
     Commit,
+    Load,
+    Evaluate,
+    Record,
+    Output,
+    Persist,
 }
 
 impl Stage {
@@ -27,6 +33,11 @@ impl Stage {
             Self::Fetch => STAGES[0],
             Self::Parse => STAGES[1],
             Self::Commit => STAGES[2],
+            Self::Load => STAGES[3],
+            Self::Evaluate => STAGES[4],
+            Self::Record => STAGES[5],
+            Self::Output => STAGES[6],
+            Self::Persist => STAGES[7],
         }
     }
 }

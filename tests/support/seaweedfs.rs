@@ -93,9 +93,13 @@ impl Drop for SeaweedFs {
 
 /// `weed`: `TXP_TEST_WEED`, else the one `make tools` installs in the workspace.
 fn weed_binary() -> PathBuf {
-    let path = std::env::var_os("TXP_TEST_WEED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/weed"));
+    let path = std::env::var_os("TXP_TEST_WEED").map(PathBuf::from).unwrap_or_else(|| {
+        // The workspace's `.tools`: the package's own folder, or above it for a member crate
+        // (the bench) that shares this file.
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let installed = here.ancestors().map(|d| d.join(".tools/venv/bin/weed")).find(|p| p.is_file());
+        installed.unwrap_or_else(|| here.join(".tools/venv/bin/weed"))
+    });
     if !path.is_file() {
         panic!(
             "SeaweedFS's `weed` binary is not at {}: run `make tools` in the workspace (or set TXP_TEST_WEED)",

@@ -38,7 +38,8 @@ pub struct UploadOptions {
     /// The source as the user gave it (credentials masked), recorded with the stream.
     pub source_description: String,
     pub chunk_rows: NonZeroU64,
-    /// Chunk i (counted from the first one this run stores) is due at start + i × interval.
+    /// Chunk i (counted from the first one this run stores) is due i × interval after the
+    /// first one's publish confirm.
     pub interval: Duration,
     /// For crash tests only: abort the process (as `kill -9` would) at this point of this chunk.
     pub crash_at: Option<(CrashPoint, u64)>,
@@ -149,7 +150,9 @@ impl Uploader {
 
         let mut report = UploadReport::default();
         let mut paced: u32 = 0;
-        let start = tokio::time::Instant::now();
+        // The schedule starts at the first publish confirm: a slow first store (an object
+        // store assigning its first volume) must not make the next chunks leave in a burst.
+        let mut start: Option<tokio::time::Instant> = None;
         while let Some(item) = receiver.recv().await {
             let (chunk, source_bytes) = item?;
             if stop() {
@@ -164,10 +167,13 @@ impl Uploader {
                     report.republished += 1;
                 }
                 LedgerState::New => {
-                    tokio::time::sleep_until(start + self.options.interval * paced).await;
+                    if let Some(start) = start {
+                        tokio::time::sleep_until(start + self.options.interval * paced).await;
+                    }
                     paced = paced.saturating_add(1);
                     let message = self.store_chunk(&chunk).await?;
                     self.publish(chunk.index, &message).await?;
+                    start.get_or_insert_with(tokio::time::Instant::now);
                     report.published += 1;
                 }
             }
@@ -290,12 +296,14 @@ impl Uploader {
     /// Publishes a recorded message and marks it confirmed in the ledger.
     async fn publish(&self, chunk: u64, body: &str) -> Result<(), UploadError> {
         retry(self.backoff, QueueError::is_transient, || self.queue.publish(body.as_bytes())).await?;
+        // The broker's confirm: what the ledger records as the publish time.
+        let confirmed_at_ms = now_ms();
         events::message_published(self.queue.backend());
         self.crash_if(CrashPoint::AfterConfirm, chunk);
         let key = (self.options.stream.clone(), as_i64(chunk));
         if let Some(row) = upload_ledger::Entity::find_by_id(key).one(&self.db).await? {
             let mut row = row.into_active_model();
-            row.published_at_ms = Set(Some(now_ms()));
+            row.published_at_ms = Set(Some(confirmed_at_ms));
             row.update(&self.db).await?;
         }
         tracing::info!(stream = %self.options.stream, chunk, "chunk published");

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,8 @@ pub struct AmqpQueue {
     /// with its number: a dead-letter handle names it, as a delivery handle names its channel.
     dead: Mutex<Option<(u64, Channel)>>,
     dead_channels: AtomicU64,
+    /// The workers receiving at once: the prefetch is at least this (`set_receivers`).
+    receivers: AtomicU16,
 }
 
 impl fmt::Debug for AmqpQueue {
@@ -161,6 +163,7 @@ impl AmqpQueue {
             declared: AtomicBool::new(false),
             dead: Mutex::new(None),
             dead_channels: AtomicU64::new(0),
+            receivers: AtomicU16::new(0),
         })
     }
 
@@ -435,9 +438,11 @@ impl Queue for AmqpQueue {
         let max = max.max(1);
         let mut slot = self.consumer.lock().await;
         let handles = self.handles().await?;
-        // The first receive sets the prefetch to its `max`; RabbitMQ applies a new prefetch to new
-        // consumers only, so a larger `max` later restarts the consumer.
-        let prefetch = u16::try_from(max).unwrap_or(u16::MAX);
+        // The first receive sets the prefetch to its `max`, or to the number of workers receiving
+        // at once if larger (with a prefetch of 1, one worker's unacked message would hold every
+        // other worker of the channel idle); RabbitMQ applies a new prefetch to new consumers
+        // only, so a larger one later restarts the consumer.
+        let prefetch = u16::try_from(max).unwrap_or(u16::MAX).max(self.receivers.load(Ordering::Relaxed));
         let mut batch = self.retire(&mut slot, &handles, prefetch).await?;
         let consumer = self.consumer(&mut slot, &handles, prefetch).await?;
         let mut timeout = if batch.is_empty() { wait } else { LINGER };
@@ -572,6 +577,10 @@ impl Queue for AmqpQueue {
 
     fn settings(&self) -> &QueueSettings {
         &self.settings
+    }
+
+    fn set_receivers(&self, receivers: usize) {
+        self.receivers.store(u16::try_from(receivers).unwrap_or(u16::MAX), Ordering::Relaxed);
     }
 
     fn backend(&self) -> &'static str {

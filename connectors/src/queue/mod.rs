@@ -105,6 +105,10 @@ pub trait Queue: Send + Sync + fmt::Debug {
     async fn publish(&self, body: &[u8]) -> Result<(), QueueError>;
     /// Receives up to `max` messages (SQS: at most 10), waiting up to `wait` for the first.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+    /// How many receives this process runs at once (a consumer's workers, each holding one
+    /// message). A broker that pushes messages (RabbitMQ) is let send that many unacked, so
+    /// that no worker waits for another's ack; a queue that is pulled from needs nothing.
+    fn set_receivers(&self, _receivers: usize) {}
     /// Removes a delivered message for good (after the commit it stands for).
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Gives a delivery back for redelivery; it counts toward the delivery limit.
