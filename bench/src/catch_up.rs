@@ -52,7 +52,8 @@ pub fn dataset(rig: &Rig, rows: u64) -> Result<Dataset> {
 pub struct CatchUp {
     pub shape: String,
     pub upload: ProcessFigures,
-    /// From the start of the pipeline's processes to the exit of the last.
+    /// From the start of the pipeline's processes to the exit of the one that commits the last
+    /// detections and writes the last file (`txp run`, or `txp detect` beside consumers).
     pub pipeline_ms: u64,
     pub processes: Vec<ProcessFigures>,
     pub detections: u64,
@@ -145,9 +146,11 @@ pub fn run_split(rig: &Rig, scenario: &Scenario, data: &Dataset, expected: u64) 
     let mut detect = vec!["detect"];
     detect.extend(detect_args(scenario, &importance));
     let detector = rig.spawn(scenario, "detect", &detect)?;
+    // Done when the detector is: every detection committed, every file written. The consumers
+    // exit a moment later, once they have found the queue idle.
     let detector = detector.wait(PROCESS_TIMEOUT)?;
-    let processes = vec![first.wait(PROCESS_TIMEOUT)?, second.wait(PROCESS_TIMEOUT)?, detector];
     let wall = millis(started.elapsed());
+    let processes = vec![first.wait(PROCESS_TIMEOUT)?, second.wait(PROCESS_TIMEOUT)?, detector];
     finish(rig, scenario, data, expected, upload, wall, processes)
 }
 
