@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use txp_consumer::chunks::copy_rows;
 use txp_core::aggregate::ChunkAggregate;
 use txp_core::{Engine, ImportanceTable, Preset};
 use txp_migration::{Migrator, MigratorTrait};
@@ -93,25 +94,9 @@ pub fn measure(rig: &Rig, scenario: &Scenario, transactions: &Path, importance: 
 
 /// COPY of each chunk's rows (built beforehand, untimed) into `chunk_pair`, one COPY a chunk.
 fn copy_floor(rig: &Rig, scenario: &Scenario, aggregates: &[ChunkAggregate]) -> Result<Duration> {
-    let bodies: Vec<Vec<u8>> = aggregates
-        .iter()
-        .map(|a| {
-            let mut body = String::new();
-            for p in &a.pairs {
-                body.push_str(&format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                    scenario.stream,
-                    a.index,
-                    p.merchant,
-                    p.customer,
-                    p.count,
-                    p.amount_micros,
-                    p.genders.bits()
-                ));
-            }
-            body.into_bytes()
-        })
-        .collect();
+    // The rows as the consumer sends them (its COPY), built beforehand.
+    let bodies: Vec<Vec<u8>> =
+        aggregates.iter().map(|a| copy_rows(&scenario.stream, a.index, &a.pairs).into_bytes()).collect();
     let db = rig.connect(scenario)?;
     rig.runtime.block_on(async {
         Migrator::up(&db, None).await?;
