@@ -76,9 +76,9 @@ pub struct DetectorOptions {
     /// Prune chunk aggregates this many chunks behind every shard's persisted statistics; 0
     /// keeps them all.
     pub retention_chunks: u64,
-    /// Raised by consumers in the same process after each commit, so that a waiting detector
-    /// folds a new chunk at once instead of at its next poll; `None` (a detector process of
-    /// its own) polls.
+    /// Changes at each commit of the stream (the consumers of the same process, or PostgreSQL's
+    /// `LISTEN` for a detector of its own), so that a waiting detector folds a new chunk at
+    /// once instead of at its next poll; `None` (SQLite, or no listener) polls.
     pub committed: Option<tokio::sync::watch::Receiver<u64>>,
     /// The consumers of the same process, whose committed aggregates are taken from here
     /// before the database is asked.
