@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::floors::{self, Floors};
 use crate::logs::{self, Consumed, Folded};
-use crate::results::{Check, Results, mib, ratio, seconds, thousands};
+use crate::results::{Check, mib, ratio, seconds, thousands};
 use crate::rig::{ProcessFigures, Rig, Scenario, millis};
 
 /// No single process of a catch-up may take longer than this.
@@ -104,11 +104,14 @@ pub fn percentile(sorted: &[u64], pct: u64) -> u64 {
 
 /// Detections committed for a scenario's stream.
 fn detections(rig: &Rig, scenario: &Scenario) -> Result<u64> {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use txp_entity::detection;
     let db = rig.connect(scenario)?;
-    let sql = format!("SELECT COUNT(*) FROM detection WHERE stream = '{}'", scenario.stream);
-    let n = rig.query_i64(&db, &sql)?.unwrap_or(0);
+    let n = rig.runtime.block_on(
+        detection::Entity::find().filter(detection::Column::Stream.eq(&scenario.stream)).count(&db),
+    )?;
     rig.runtime.block_on(db.close())?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    Ok(n)
 }
 
 fn upload(rig: &Rig, scenario: &Scenario, data: &Dataset, interval: &str) -> Result<ProcessFigures> {
@@ -282,25 +285,6 @@ pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, ser
         "profile_txp_run": stage_profile,
     });
     Ok((settings, checks, figures))
-}
-
-/// Wraps up a benchmark's figures.
-pub fn results(
-    name: &str,
-    started: Instant,
-    settings: serde_json::Value,
-    figures: serde_json::Value,
-    checks: Vec<Check>,
-    environment: crate::results::Environment,
-) -> Results {
-    Results {
-        benchmark: name.to_owned(),
-        took_s: started.elapsed().as_secs(),
-        settings,
-        figures,
-        checks,
-        environment,
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use crate::results::{environment, load_average, workspace};
+use crate::results::{Results, environment, load_average, workspace};
 use crate::rig::Rig;
 
 /// The full sizes the targets are set for; other sizes write under `results/partial/`.
@@ -71,6 +71,33 @@ enum Benchmark {
     Report,
 }
 
+/// One benchmark to run, at its size.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    CatchUp { rows: u64 },
+    Live { chunks: u64, interval_ms: u64 },
+    Growth { rows: u64 },
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::CatchUp { .. } => "catch-up",
+            Job::Live { .. } => "live",
+            Job::Growth { .. } => "growth",
+        }
+    }
+
+    /// At the sizes the targets are set for (else its results go under `partial/`).
+    fn is_full_size(self) -> bool {
+        match self {
+            Job::CatchUp { rows } => rows == FULL_ROWS,
+            Job::Live { chunks, interval_ms } => chunks == LIVE_CHUNKS && interval_ms == 1000,
+            Job::Growth { rows } => rows == GROWTH_ROWS,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -87,37 +114,36 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let results_dir = cli.results.clone().unwrap_or_else(|| root.join("bench/results"));
     let doc = root.join("docs/performance.md");
     let txp = cli.txp.clone().unwrap_or_else(|| root.join("target/release/txp"));
-    let benchmarks: Vec<(&str, bool)> = match &cli.command {
+    let jobs = match cli.command {
         Benchmark::Report => {
             results::update_doc(&results_dir, &doc)?;
             println!("{} updated", doc.display());
             return Ok(());
         }
-        Benchmark::CatchUp { rows } => vec![("catch-up", *rows == FULL_ROWS)],
+        Benchmark::CatchUp { rows } => vec![Job::CatchUp { rows }],
         Benchmark::Live { chunks, interval } => {
-            vec![("live", *chunks == LIVE_CHUNKS && interval.as_millis() == 1000)]
+            vec![Job::Live { chunks, interval_ms: u64::try_from(interval.as_millis()).unwrap_or(1000) }]
         }
-        Benchmark::Growth { rows } => vec![("growth", *rows == GROWTH_ROWS)],
-        Benchmark::All => vec![("catch-up", true), ("live", true), ("growth", true)],
+        Benchmark::Growth { rows } => vec![Job::Growth { rows }],
+        Benchmark::All => vec![
+            Job::CatchUp { rows: FULL_ROWS },
+            Job::Live { chunks: LIVE_CHUNKS, interval_ms: 1000 },
+            Job::Growth { rows: GROWTH_ROWS },
+        ],
     };
     let rig = Rig::start(txp.clone())?;
     let postgres = rig.postgres_version().unwrap_or_else(|_| "unknown".to_owned());
-    for (name, full) in benchmarks {
+    for job in jobs {
+        let full = job.is_full_size();
         let dir = if full { results_dir.clone() } else { results_dir.join("partial") };
         std::fs::create_dir_all(&dir)?;
         let (started, load) = (Instant::now(), load_average());
-        let (settings, checks, figures) = match (name, &cli.command) {
-            ("catch-up", Benchmark::CatchUp { rows }) => catch_up::bench(&rig, *rows)?,
-            ("catch-up", _) => catch_up::bench(&rig, FULL_ROWS)?,
-            ("live", Benchmark::Live { chunks, interval }) => {
-                live::bench(&rig, *chunks, u64::try_from(interval.as_millis()).unwrap_or(1000), &dir)?
-            }
-            ("live", _) => live::bench(&rig, LIVE_CHUNKS, 1000, &dir)?,
-            ("growth", Benchmark::Growth { rows }) => growth::bench(&rig, *rows, &dir)?,
-            _ => growth::bench(&rig, GROWTH_ROWS, &dir)?,
+        let measured = match job {
+            Job::CatchUp { rows } => catch_up::bench(&rig, rows)?,
+            Job::Live { chunks, interval_ms } => live::bench(&rig, chunks, interval_ms, &dir)?,
+            Job::Growth { rows } => growth::bench(&rig, rows, &dir)?,
         };
-        let env = environment(&txp, postgres.clone(), load);
-        let results = catch_up::results(name, started, settings, figures, checks, env);
+        let results = Results::new(job.name(), started, measured, environment(&txp, postgres.clone(), load));
         results.print();
         let path = results.write(&dir)?;
         println!("  written to {}", path.display());

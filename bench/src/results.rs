@@ -104,6 +104,23 @@ pub fn environment(txp: &Path, postgres_version: String, load_average_start: Str
 }
 
 impl Results {
+    /// A benchmark's results, started at `started`.
+    pub fn new(
+        benchmark: &str,
+        started: std::time::Instant,
+        (settings, checks, figures): (serde_json::Value, Vec<Check>, serde_json::Value),
+        environment: Environment,
+    ) -> Self {
+        Results {
+            benchmark: benchmark.to_owned(),
+            took_s: started.elapsed().as_secs(),
+            settings,
+            figures,
+            checks,
+            environment,
+        }
+    }
+
     /// Prints the checks as a table.
     pub fn print(&self) {
         println!();

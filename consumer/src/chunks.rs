@@ -30,7 +30,6 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The recorded chunk, if any.
 /// A stream's high-water mark: the highest chunk index the uploader stored or a consumer
 /// committed (a chunk published without the uploader's ledger has only a commit); `None` when
 /// there is neither. A detector's lag is measured against it.
@@ -54,6 +53,7 @@ pub async fn high_water<C: ConnectionTrait>(db: &C, stream: &str) -> Result<Opti
     Ok(stored.max(committed))
 }
 
+/// The recorded chunk, if any.
 pub async fn find_record<C: ConnectionTrait>(
     db: &C,
     stream: &str,
@@ -79,6 +79,16 @@ async fn insert_record_if_absent<C: ConnectionTrait>(
         Ok(rows) => Ok(rows > 0),
         Err(DbErr::RecordNotInserted) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// What a commit whose record was not inserted found: the chunk's existing record, if any.
+fn not_inserted(existing: Option<chunk_record::Model>, sha256: &str) -> CommitOutcome {
+    match existing {
+        Some(r) if r.sha256 == sha256 && r.skipped_reason.is_none() => CommitOutcome::AlreadyCommitted,
+        Some(r) => CommitOutcome::Conflict { recorded_sha256: r.sha256, skipped_reason: r.skipped_reason },
+        // Deleted between the two statements (pruned): nothing to add.
+        None => CommitOutcome::AlreadyCommitted,
     }
 }
 
@@ -108,18 +118,10 @@ pub async fn commit_chunk(
     if !insert_record_if_absent(&txn, record).await? {
         let existing = find_record(&txn, stream, aggregate.index).await?;
         txn.rollback().await?;
-        return Ok(match existing {
-            Some(r) if r.sha256 == sha256 && r.skipped_reason.is_none() => CommitOutcome::AlreadyCommitted,
-            Some(r) => {
-                CommitOutcome::Conflict { recorded_sha256: r.sha256, skipped_reason: r.skipped_reason }
-            }
-            // Deleted between the two statements (pruned): nothing to add.
-            None => CommitOutcome::AlreadyCommitted,
-        });
+        return Ok(not_inserted(existing, sha256));
     }
     let method = PairInsert::for_backend(txn.get_database_backend());
     insert_pairs(&txn, stream, aggregate.index, &aggregate.pairs, method).await?;
-
     if crash_mid_transaction {
         // For kill tests: die with the transaction open, as `kill -9` would.
         std::process::abort();
@@ -194,14 +196,7 @@ async fn commit_chunk_copy(
     if inserted == 0 {
         txn.rollback().await.map_err(sqlx_err)?;
         drop(conn);
-        let existing = find_record(db, stream, aggregate.index).await?;
-        return Ok(match existing {
-            Some(r) if r.sha256 == sha256 && r.skipped_reason.is_none() => CommitOutcome::AlreadyCommitted,
-            Some(r) => {
-                CommitOutcome::Conflict { recorded_sha256: r.sha256, skipped_reason: r.skipped_reason }
-            }
-            None => CommitOutcome::AlreadyCommitted,
-        });
+        return Ok(not_inserted(find_record(db, stream, aggregate.index).await?, sha256));
     }
     if !body.is_empty() {
         let mut copy = txn

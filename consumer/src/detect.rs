@@ -560,12 +560,13 @@ impl Detector {
                     let poll = self.options.poll;
                     match &mut self.options.committed {
                         Some(committed) => {
-                            // The consumers gone (closed channel): poll as a lone detector does.
-                            let consumers_gone = tokio::select! {
+                            // A closed channel (the consumers gone, or the listener
+                            // stopped): poll as a detector without wake-ups does.
+                            let closed = tokio::select! {
                                 () = shutdown.sleep(poll) => false,
                                 changed = committed.changed() => changed.is_err(),
                             };
-                            if consumers_gone {
+                            if closed {
                                 shutdown.sleep(poll).await;
                             }
                         }

@@ -110,8 +110,8 @@ pub async fn persist(
 }
 
 /// PostgreSQL: the changed pairs in one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO UPDATE`
-/// (one array per column), as the consumer inserts a chunk's pairs: a persist of ~30,000 pairs
-/// took ~390 ms as multi-row upserts.
+/// (one array per column, as [`crate::chunks::insert_pairs`]' UNNEST form): a persist of ~30,000
+/// pairs took ~390 ms as multi-row upserts.
 async fn upsert_pairs_unnest<C: ConnectionTrait>(
     db: &C,
     stream: &str,

@@ -66,14 +66,24 @@ async fn postgres_round_trip() {
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let db = txp_connectors::database::connect(&url).await.unwrap();
     let mut woken = listen_for_commits(&url, "s").await.expect("a listener on PostgreSQL");
-    let other = listen_for_commits(&url, "other").await.expect("a listener on PostgreSQL");
+    let mut other = listen_for_commits(&url, "other").await.expect("a listener on PostgreSQL");
     exercise(&db).await;
-    // A commit wakes the detectors of its stream, in any process (LISTEN/NOTIFY), and only them.
-    tokio::time::timeout(std::time::Duration::from_secs(10), woken.changed())
-        .await
-        .expect("the commit of stream s is announced")
-        .unwrap();
-    assert!(!other.has_changed().unwrap(), "a commit of stream s woke the listener of another stream");
+    assert_eq!(
+        commit_chunk(&db, "other", "dd", &big_chunk(0, 3), false).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    // A commit wakes the listeners of its stream, in any process (LISTEN/NOTIFY), and only them:
+    // stream s had one commit (the duplicate and the conflicts rolled back), stream other one.
+    for listener in [&mut woken, &mut other] {
+        tokio::time::timeout(std::time::Duration::from_secs(10), listener.changed())
+            .await
+            .expect("a commit is announced")
+            .unwrap();
+    }
+    // Both notifications were sent before either was seen: anything extra would be here by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(*woken.borrow(), 1, "stream s: one commit, one wake-up");
+    assert_eq!(*other.borrow(), 1, "stream other: one commit, one wake-up");
     db.close().await.unwrap();
     admin
         .execute_raw(Statement::from_string(

@@ -242,20 +242,15 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
 
 /// Consumers and every detector shard in this runtime, until shutdown or (with `until_idle`)
 /// until the stream is folded whole and the queue is empty.
-/// The importance file is read while the consumers start: nothing they do needs it, and at
-/// 594,643 rows reading and hashing it takes a tenth of a catch-up.
-#[allow(clippy::too_many_arguments, reason = "the pipeline's parts, each used once")]
 async fn pipeline(
-    settings: &Settings,
-    db: &DatabaseConnection,
-    output: Arc<dyn ObjectStore>,
-    importance: impl Future<Output = Result<(ImportanceTable, String), Error>>,
+    detection: &Detection,
     queue: Arc<dyn Queue>,
     consume: &ConsumeOptions,
     shards: u32,
     until_idle: bool,
     interrupt: &Interrupt,
 ) -> Result<ConsumeReport, Error> {
+    let (settings, db) = (&detection.settings, &detection.db);
     let (signal, shutdown) = shutdown_on(interrupt);
     let (consumers_stop, consumers_shutdown) = shutdown::channel();
     // Consumers hand each commit (and, with one shard, its aggregate) to the detectors here.
@@ -273,15 +268,6 @@ async fn pipeline(
             consumer.run(workers, false, consumers_shutdown).await
         })
     };
-    let importance = match importance.await {
-        Ok(importance) => Arc::new(importance),
-        Err(e) => {
-            signal.raise();
-            let _ = workers.await;
-            return Err(e);
-        }
-    };
-    let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
     let mut detectors = tokio::task::JoinSet::new();
     for shard in 0..shards {
         let (detection, shutdown, handoff) = (detection.clone(), shutdown.clone(), handoff.clone());
@@ -325,22 +311,13 @@ pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result
         queue.setup().await.map_err(|e| queue_error(&e))?;
         let output = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
+        let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
         let readiness =
             Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![output.clone()] };
         let _observed = observe::start(settings, "run", readiness).await?;
-        let importance = load_importance(&args.detect.importance, settings);
-        let report = pipeline(
-            settings,
-            &db,
-            output,
-            importance,
-            queue,
-            &args.consume,
-            args.shards,
-            args.until_idle,
-            interrupt,
-        )
-        .await?;
+        let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
+        let report =
+            pipeline(&detection, queue, &args.consume, args.shards, args.until_idle, interrupt).await?;
         print_report(&report);
         print_status(&db, settings).await;
         Ok(Outcome::Success)
@@ -534,7 +511,7 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
         store.check().await.map_err(|e| store_error(&e))?;
         let output = open_store(&output_url, &settings.s3).await.map_err(|e| store_error(&e))?;
         output.check().await.map_err(|e| store_error(&e))?;
-        let importance = load_importance(&importance_path.display().to_string(), &settings).await?;
+        let importance = Arc::new(load_importance(&importance_path.display().to_string(), &settings).await?);
         let readiness = Readiness {
             db: Some(db.clone()),
             queue: Some(queue.clone()),
@@ -570,8 +547,8 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
             })
         };
         let consume = ConsumeOptions { queue: None, workers: args.workers, quarantine: None };
-        let importance = std::future::ready(Ok(importance));
-        let result = pipeline(&settings, &db, output, importance, queue, &consume, 1, true, interrupt).await;
+        let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
+        let result = pipeline(&detection, queue, &consume, 1, true, interrupt).await;
         watch.abort();
         bar.finish_and_clear();
         let uploaded = upload.await.map_err(|e| Error::usage(format!("the upload stopped: {e}")))?;
