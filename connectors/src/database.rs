@@ -31,13 +31,41 @@ pub struct DatabaseError {
     pub location: String,
     pub message: String,
     pub hint: String,
+    /// Waiting may help: the server is unreachable, restarting or shutting down.
+    pub transient: bool,
 }
 
 fn error(url: &str, e: &DbErr, hint: &str) -> DatabaseError {
     DatabaseError {
         location: crate::redact::mask_secrets(url),
-        message: e.to_string(),
+        message: crate::redact::mask_secrets(&e.to_string()),
         hint: hint.to_owned(),
+        transient: is_transient(e),
+    }
+}
+
+/// Whether a database error may go away by itself: no connection (refused, reset, timed out,
+/// the pool exhausted), or the server going down or starting (SQLSTATE classes 08 and 57P).
+/// Wrong credentials, a missing database or a bad query are not.
+pub fn is_transient(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    let sqlx_error = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match sqlx_error.as_ref() {
+        // A TLS handshake that fails (an untrusted certificate) is an I/O error of kind
+        // InvalidData: waiting will not fix it.
+        sqlx::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
     }
 }
 
@@ -51,6 +79,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DatabaseError> {
                 location: url.to_owned(),
                 message: format!("cannot create {}: {e}", parent.display()),
                 hint: "choose a writable path in --database / DATABASE_URL".to_owned(),
+                transient: false,
             })?;
         }
         if !url.contains('?') {

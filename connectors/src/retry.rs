@@ -13,6 +13,14 @@ pub struct Backoff {
     pub attempts: u32,
 }
 
+impl Backoff {
+    /// How long a long-running command (`upload`, `consume`, `detect`, `run`) waits at start for
+    /// a database or broker that is not reachable yet (a pod started before its server, a server
+    /// restarting): pauses from 200 ms doubling to 5 s, about a minute in all.
+    pub const STARTUP: Backoff =
+        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), attempts: 16 };
+}
+
 impl Default for Backoff {
     fn default() -> Self {
         Self { first: Duration::from_millis(100), max: Duration::from_secs(5), attempts: 8 }

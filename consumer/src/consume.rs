@@ -417,8 +417,17 @@ impl ChunkConsumer {
                 }
                 Ok(None) => {
                     failures = 0;
-                    if until_idle && self.queue_is_empty().await? {
-                        return Ok(());
+                    if until_idle {
+                        match self.queue_is_empty().await {
+                            Ok(true) => return Ok(()),
+                            Ok(false) => {}
+                            // The queue cannot tell now (a cut, a restart): keep working.
+                            Err(e) if e.is_transient() => {
+                                tracing::warn!(error = %e, "queue unavailable");
+                                failures += 1;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Err(e) if e.is_transient() => {

@@ -665,6 +665,18 @@ pub fn shard_lock_key(stream: &str, shard: u32) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// `pg_try_advisory_lock` on the lock's connection: true when this session holds it now.
+async fn try_shard_lock(conn: &DatabaseConnection, key: i64) -> Result<bool, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_try_advisory_lock($1) AS locked",
+            [key.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false))
+}
+
 /// On PostgreSQL, waits until this process holds the shard's advisory lock (a hot standby until
 /// then) and returns the one-connection pool that holds it: the lock lasts as long as that
 /// connection. On SQLite returns `None` at once (one process runs the detector).
@@ -679,18 +691,26 @@ pub async fn hold_shard_lock(
     }
     let mut options = ConnectOptions::new(database_url.to_owned());
     options.max_connections(1).min_connections(1).sqlx_logging(false);
-    let conn = Database::connect(options).await?;
+    let connect = || Database::connect(options.clone());
+    let conn = txp_connectors::retry::retry(
+        txp_connectors::retry::Backoff::STARTUP,
+        txp_connectors::database::is_transient,
+        connect,
+    )
+    .await?;
     let key = shard_lock_key(stream, shard);
     let mut announced = false;
     loop {
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_try_advisory_lock($1) AS locked",
-                [key.into()],
-            ))
-            .await?;
-        let locked = row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false);
+        let locked = match try_shard_lock(&conn, key).await {
+            Ok(locked) => locked,
+            // The server restarting or unreachable: a standby waits it out (the pool opens a new
+            // connection for the next try), as it waits for the active detector.
+            Err(e) if txp_connectors::database::is_transient(&e) => {
+                tracing::warn!(%stream, shard, error = %e, "database unreachable while standing by; trying again");
+                false
+            }
+            Err(e) => return Err(e),
+        };
         if locked {
             if announced {
                 tracing::info!(%stream, shard, "standby took over the shard");

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod decimal;
 pub mod detection;
 pub mod engine;
+pub mod fuzzing;
 pub mod generate;
 pub mod importance;
 pub mod layout;

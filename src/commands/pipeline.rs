@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use txp_connectors::queue::Queue;
-use txp_connectors::retry::Backoff;
+use txp_connectors::retry::{Backoff, retry};
 use txp_connectors::source::open_source;
-use txp_connectors::store::{ObjectStore, open_store};
+use txp_connectors::store::{ObjectStore, StoreError, open_store};
 use txp_consumer::chunks::skip_chunk;
 use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
 use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
@@ -25,7 +25,9 @@ use txp_entity::{chunk_record, detector_state};
 use txp_uploader::upload::UploadProgress;
 
 use super::observe::{self, Readiness};
-use super::upload::{connect, crash_at, queue, queue_error, runtime, store_error, uploader};
+use super::upload::{
+    connect, connect_waiting, crash_at, queue, queue_error, queue_waiting, runtime, store_error, uploader,
+};
 use crate::Outcome;
 use crate::cli::{
     ConsumeArgs, ConsumeOptions, DemoArgs, DetectArgs, EngineChoice, GenerateArgs, ReconcileArgs, ReplayArgs,
@@ -48,6 +50,14 @@ fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
         watcher.raise();
     });
     (signal, shutdown)
+}
+
+/// The output store, checked, for a long-running command: waits out a store that is not
+/// reachable yet (an S3 outage while a detector starts), as for the database and the broker.
+async fn output_waiting(location: &str, settings: &Settings) -> Result<Arc<dyn ObjectStore>, Error> {
+    let store = open_store(location, &settings.s3).await.map_err(|e| store_error(&e))?;
+    retry(Backoff::STARTUP, StoreError::is_transient, || store.check()).await.map_err(|e| store_error(&e))?;
+    Ok(store)
 }
 
 /// Reads the importance file (a path or `s3://`) and its SHA-256 in one streaming pass: at
@@ -202,9 +212,8 @@ fn print_report(report: &ConsumeReport) {
 pub fn consume(args: &ConsumeArgs, settings: &Settings, interrupt: &Interrupt) -> Result<Outcome, Error> {
     let crash = crash_at::<ConsumerCrash>(args.crash_at.as_ref())?;
     runtime()?.block_on(async {
-        let db = connect(settings).await?;
-        let queue = queue(settings, &db).await?;
-        queue.setup().await.map_err(|e| queue_error(&e))?;
+        let db = connect_waiting(settings).await?;
+        let queue = queue_waiting(settings, &db).await?;
         let readiness = Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: Vec::new() };
         let _observed = observe::start(settings, "consume", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
@@ -226,9 +235,8 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
     }
     let crash = crash_at::<DetectorCrash>(args.crash_at.as_ref())?;
     runtime()?.block_on(async {
-        let db = connect(settings).await?;
-        let store = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
-        store.check().await.map_err(|e| store_error(&e))?;
+        let db = connect_waiting(settings).await?;
+        let store = output_waiting(&args.detect.output, settings).await?;
         let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
         let readiness = Readiness { db: Some(db.clone()), queue: None, stores: vec![store.clone()] };
         let _observed = observe::start(settings, "detect", readiness).await?;
@@ -257,7 +265,7 @@ async fn pipeline(
     let handoff = Handoff::new((shards == 1).then_some(settings.stream.as_str()));
     let consumer = consumer(settings, db, queue, consume, Some(handoff.clone()), None);
     let workers = {
-        let (consumer, mut outer) = (consumer.clone(), shutdown.clone());
+        let (consumer, mut outer, everything) = (consumer.clone(), shutdown.clone(), signal.clone());
         let workers = consume.workers;
         tokio::spawn(async move {
             let stop = consumers_stop.clone();
@@ -265,7 +273,13 @@ async fn pipeline(
                 outer.raised().await;
                 stop.raise();
             });
-            consumer.run(workers, false, consumers_shutdown).await
+            let report = consumer.run(workers, false, consumers_shutdown).await;
+            // Consumers that stopped on an error leave nothing for the detectors to wait for:
+            // stop them too, so that the process exits with the error instead of hanging.
+            if report.is_err() {
+                everything.raise();
+            }
+            report
         })
     };
     let mut detectors = tokio::task::JoinSet::new();
@@ -306,11 +320,9 @@ pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result
         return Err(Error::usage("--shards must be at least 1"));
     }
     runtime()?.block_on(async {
-        let db = connect(settings).await?;
-        let queue = queue(settings, &db).await?;
-        queue.setup().await.map_err(|e| queue_error(&e))?;
-        let output = open_store(&args.detect.output, &settings.s3).await.map_err(|e| store_error(&e))?;
-        output.check().await.map_err(|e| store_error(&e))?;
+        let db = connect_waiting(settings).await?;
+        let queue = queue_waiting(settings, &db).await?;
+        let output = output_waiting(&args.detect.output, settings).await?;
         let importance = Arc::new(load_importance(&args.detect.importance, settings).await?);
         let readiness =
             Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![output.clone()] };

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use sea_orm::DatabaseConnection;
 use txp_connectors::database::{self, DatabaseError};
 use txp_connectors::queue::{Queue, QueueError, open_queue};
-use txp_connectors::retry::Backoff;
+use txp_connectors::retry::{Backoff, retry};
 use txp_connectors::source::open_source;
 use txp_connectors::store::{ObjectStore, StoreError, open_store};
 use txp_uploader::upload::{CrashPoint, UploadError, UploadOptions, UploadProgress, Uploader};
@@ -73,6 +73,27 @@ pub(super) async fn queue(settings: &Settings, db: &DatabaseConnection) -> Resul
     open_queue(&settings.queue_url, &settings.queue, db).await.map_err(|e| queue_error(&e))
 }
 
+/// [`connect`] for a long-running command: waits out a database that is not reachable yet.
+pub(super) async fn connect_waiting(settings: &Settings) -> Result<DatabaseConnection, Error> {
+    retry(Backoff::STARTUP, |e: &DatabaseError| e.transient, || database::connect(&settings.database_url))
+        .await
+        .map_err(database_error)
+}
+
+/// The queue, declared, for a long-running command: waits out a broker that is not reachable yet.
+pub(super) async fn queue_waiting(
+    settings: &Settings,
+    db: &DatabaseConnection,
+) -> Result<Arc<dyn Queue>, Error> {
+    retry(Backoff::STARTUP, QueueError::is_transient, || async {
+        let queue = open_queue(&settings.queue_url, &settings.queue, db).await?;
+        queue.setup().await?;
+        Ok(queue)
+    })
+    .await
+    .map_err(|e| queue_error(&e))
+}
+
 /// A progress bar over the source's bytes (or a counter when its size is unknown).
 #[derive(Debug)]
 struct Bar(ProgressBar);
@@ -123,9 +144,9 @@ pub(super) fn uploader(
 /// Runs `txp upload`.
 pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt) -> Result<Outcome, Error> {
     runtime()?.block_on(async {
-        let db = connect(settings).await?;
+        let db = connect_waiting(settings).await?;
         let store = open_store(&args.to, &settings.s3).await.map_err(|e| store_error(&e))?;
-        let queue = queue(settings, &db).await?;
+        let queue = queue_waiting(settings, &db).await?;
         let readiness =
             Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![store.clone()] };
         let _observed = observe::start(settings, "upload", readiness).await?;

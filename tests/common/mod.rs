@@ -51,3 +51,28 @@ pub fn stdout(cmd: &mut Command) -> String {
 pub fn counts(summary: &str) -> Vec<String> {
     summary.lines().skip_while(|l| !l.starts_with("detections")).skip(1).take(4).map(str::to_owned).collect()
 }
+
+/// `txp verify --output`: the output folder holds exactly the reference's detections for the
+/// source cut into `chunk_rows`-row chunks (else the command, hence the test, fails). Returns
+/// what it printed.
+pub fn assert_output_verified(
+    dir: &Path,
+    source: &str,
+    chunk_rows: u64,
+    importance: &str,
+    output: &str,
+) -> String {
+    let printed = stdout(txp(dir).args([
+        "verify",
+        "--source",
+        source,
+        "--chunk-rows",
+        &chunk_rows.to_string(),
+        "--importance",
+        importance,
+        "--output",
+        output,
+    ]));
+    assert!(printed.contains("OK: the output equals the reference exactly."), "{printed}");
+    printed
+}

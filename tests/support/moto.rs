@@ -46,9 +46,13 @@ impl Drop for Moto {
 
 /// The `moto_server` executable: `TXP_TEST_MOTO`, else the workspace's `.tools/venv`.
 fn executable() -> PathBuf {
-    let path = std::env::var_os("TXP_TEST_MOTO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server"));
+    let path = std::env::var_os("TXP_TEST_MOTO").map(PathBuf::from).unwrap_or_else(|| {
+        // The workspace's `.tools`: the package's own folder, or above it for a member crate
+        // (the bench's chaos suite) that shares this file.
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let installed = here.ancestors().map(|d| d.join(".tools/venv/bin/moto_server")).find(|p| p.is_file());
+        installed.unwrap_or_else(|| here.join(".tools/venv/bin/moto_server"))
+    });
     if !path.is_file() {
         panic!(
             "moto_server not found at {}: run `make tools` (installs moto[server] into .tools/venv) or set \

@@ -38,7 +38,8 @@ impl DbQueue {
     }
 
     fn error(&self, e: &DbErr) -> QueueError {
-        // Connection problems are worth a retry; anything else is a bug or a schema problem.
+        // Connection problems (a cut, a restart) are worth a retry; anything else is a bug or a
+        // schema problem.
         let message = e.to_string();
         let location = format!("embedded queue {}", self.settings.name);
         // Lock contention (SQLite's busy writer, PostgreSQL's deadlock victim) passes too.
@@ -46,7 +47,7 @@ impl DbQueue {
             .iter()
             .any(|m| message.contains(m));
         match e {
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => QueueError::Transient { location, message },
+            _ if crate::database::is_transient(e) => QueueError::Transient { location, message },
             _ if contention => QueueError::Transient { location, message },
             _ => QueueError::Permanent {
                 location,
