@@ -400,7 +400,7 @@ impl Detector {
             detection::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
         while output_files::pending(&txn, stream, shard).await? >= FILE_ROWS {
-            output_files::allocate_file(&txn, stream, shard, now).await?;
+            output_files::allocate_file(&txn, stream, shard, now).await.map_err(|e| self.raced(e))?;
         }
         txn.commit().await?;
         Ok(())
@@ -466,9 +466,23 @@ impl Detector {
     pub async fn flush(&mut self) -> Result<(), DetectError> {
         let (stream, shard) = (self.options.stream.clone(), shard_i32(self.options.shard));
         let txn = self.db.begin().await?;
-        while output_files::allocate_file(&txn, &stream, shard, now_ms()).await?.is_some() {}
+        while output_files::allocate_file(&txn, &stream, shard, now_ms())
+            .await
+            .map_err(|e| self.raced(e))?
+            .is_some()
+        {}
         txn.commit().await?;
         self.write_files().await
+    }
+
+    /// A file allocation that lost a race with another detector of this shard is a fence.
+    fn raced(&self, e: DbErr) -> DetectError {
+        match e {
+            DbErr::RecordNotUpdated => {
+                DetectError::Fenced { stream: self.options.stream.clone(), shard: self.options.shard }
+            }
+            e => DetectError::Database(e),
+        }
     }
 
     /// Writes every decided, unwritten file: part, then `_SUCCESS`, then the mark.

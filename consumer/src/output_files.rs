@@ -3,6 +3,7 @@
 //! unwritten after a crash is written again with the same key and the same bytes.
 
 use chrono::{FixedOffset, Offset, TimeZone, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -95,6 +96,7 @@ pub async fn oldest_pending_ms<C: ConnectionTrait>(
 
 /// Puts up to `FILE_ROWS` pending detections (oldest chunk first, then by key) into a new file;
 /// returns its id, or `None` when nothing is pending. Call inside a transaction.
+/// `DbErr::RecordNotUpdated` when another detector put one of them in a file meanwhile.
 pub async fn allocate_file<C: ConnectionTrait>(
     db: &C,
     stream: &str,
@@ -129,10 +131,23 @@ pub async fn allocate_file<C: ConnectionTrait>(
         .update(db)
         .await?;
     for (row, d) in rows.into_iter().enumerate() {
-        let mut active: detection::ActiveModel = d.into();
-        active.file_id = Set(Some(id));
-        active.file_row = Set(Some(i32::try_from(row).unwrap_or(i32::MAX)));
-        active.update(db).await?;
+        // Only if no other file took it since it was read: two detectors of one shard (a
+        // standby that took over while the old one still runs, after a database restart cut
+        // the old one's lock) must never put a detection in two files. The caller's transaction
+        // then rolls back, and nothing of this file is kept.
+        let updated = detection::Entity::update_many()
+            .col_expr(detection::Column::FileId, Expr::value(id))
+            .col_expr(detection::Column::FileRow, Expr::value(i32::try_from(row).unwrap_or(i32::MAX)))
+            .filter(detection::Column::Stream.eq(&d.stream))
+            .filter(detection::Column::Pattern.eq(&d.pattern))
+            .filter(detection::Column::Customer.eq(&d.customer))
+            .filter(detection::Column::Merchant.eq(&d.merchant))
+            .filter(detection::Column::FileId.is_null())
+            .exec(db)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(DbErr::RecordNotUpdated);
+        }
     }
     Ok(Some(id))
 }

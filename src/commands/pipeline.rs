@@ -189,6 +189,12 @@ async fn run_shard(
         }
         match result {
             Ok(()) => break,
+            // Stopping while another detector holds the shard: what is ours is committed, and
+            // the other one writes the files.
+            Err(DetectError::Fenced { .. }) if shutdown.is_raised() => {
+                tracing::warn!(shard, "another detector advanced the shard while this one stopped");
+                break;
+            }
             Err(e) if e.is_transient() && failures < 20 && !shutdown.is_raised() => {
                 failures += 1;
                 tracing::warn!(shard, error = %e, "detector failed; starting again from the committed state");
