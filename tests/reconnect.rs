@@ -35,7 +35,7 @@ fn settings(name: String) -> QueueSettings {
 
 /// As the uploader and the consumers retry.
 const BACKOFF: Backoff =
-    Backoff { first: Duration::from_millis(100), max: Duration::from_secs(2), attempts: 20 };
+    Backoff { first: Duration::from_millis(100), max: Duration::from_secs(2), attempts: 20, within: None };
 
 /// Publishes `n` numbered messages, cutting the relay's connections after `cut_after` of them
 /// (`outage`: and refusing new ones that long), each publish retried as the uploader does.

@@ -11,36 +11,45 @@ pub struct Backoff {
     pub first: Duration,
     pub max: Duration,
     pub attempts: u32,
+    /// Also stop once this long has passed since the first attempt (an attempt can itself take
+    /// long: a pool that retries its own connections until its acquire timeout).
+    pub within: Option<Duration>,
 }
 
 impl Backoff {
     /// How long a long-running command (`upload`, `consume`, `detect`, `run`) waits at start for
     /// a database or broker that is not reachable yet (a pod started before its server, a server
-    /// restarting): pauses from 200 ms doubling to 5 s, about a minute in all.
-    pub const STARTUP: Backoff =
-        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), attempts: 16 };
+    /// restarting): pauses from 200 ms doubling to 5 s, for a minute.
+    pub const STARTUP: Backoff = Backoff {
+        first: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        attempts: u32::MAX,
+        within: Some(Duration::from_secs(60)),
+    };
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { first: Duration::from_millis(100), max: Duration::from_secs(5), attempts: 8 }
+        Self { first: Duration::from_millis(100), max: Duration::from_secs(5), attempts: 8, within: None }
     }
 }
 
 /// Runs `op` until it succeeds, fails with an error `transient` says is final, or the attempts
-/// run out (then the last error is returned).
+/// or the time run out (then the last error is returned).
 pub async fn retry<T, E, F, Fut>(backoff: Backoff, transient: impl Fn(&E) -> bool, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    let started = std::time::Instant::now();
+    let in_time = |delay: Duration| backoff.within.is_none_or(|within| started.elapsed() + delay < within);
     let mut delay = backoff.first;
     let mut attempt = 1;
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(e) if transient(&e) && attempt < backoff.attempts => {
+            Err(e) if transient(&e) && attempt < backoff.attempts && in_time(delay) => {
                 tracing::warn!(attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %e, "transient failure, retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.max);
@@ -57,9 +66,39 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test]
+    async fn a_time_budget_stops_retrying_when_the_attempts_never_run_out() {
+        let calls = AtomicU32::new(0);
+        let budget = Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(10),
+            attempts: u32::MAX,
+            within: Some(Duration::from_millis(100)),
+        };
+        let retrying = retry(
+            budget,
+            |_| true,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), String>("down".to_owned())
+            },
+        );
+        // Without the budget this would retry for ever.
+        let out = tokio::time::timeout(Duration::from_secs(10), retrying).await;
+        assert_eq!(out, Ok(Err("down".to_owned())));
+        // Every retry sleeps 10 ms and starts only while the pauses so far fit in 100 ms.
+        let calls = calls.load(Ordering::SeqCst);
+        assert!((1..=11).contains(&calls), "{calls} calls");
+    }
+
+    #[tokio::test]
     async fn retries_transient_failures_only() {
         let calls = AtomicU32::new(0);
-        let fast = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(2), attempts: 5 };
+        let fast = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+            attempts: 5,
+            within: None,
+        };
         let ok: Result<u32, String> = retry(
             fast,
             |_| true,
