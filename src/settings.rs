@@ -96,6 +96,10 @@ pub const KEYS: &[Key] = &[
         help: "chunk aggregates more than this many chunks behind every shard's persisted statistics are pruned; 0 keeps all",
     },
     Key {
+        name: "startup.wait",
+        help: "how long upload, consume, detect and run wait at start for a database, broker or store that does not answer yet (0: fail at once)",
+    },
+    Key {
         name: "metrics.addr",
         help: "where long-running commands serve /metrics, /healthz and /readyz: HOST:PORT, `auto` (0.0.0.0:9464 in a container, else 127.0.0.1:9464) or `off`",
     },
@@ -177,6 +181,8 @@ pub struct Settings {
     pub persist_every: u64,
     /// `detector.retention_chunks`; 0 keeps every aggregate.
     pub retention_chunks: u64,
+    /// `startup.wait`: how long a long-running command waits for its servers at start.
+    pub startup_wait: Duration,
     /// `metrics.addr`.
     pub metrics_addr: MetricsAddr,
     /// Each key's effective value as TOML text, and its origin, in [`KEYS`] order.
@@ -192,8 +198,15 @@ struct RawSettings {
     queue: RawQueue,
     output: RawOutput,
     detector: RawDetector,
+    startup: RawStartup,
     metrics: RawMetrics,
     s3: RawS3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStartup {
+    wait: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,6 +389,7 @@ fn defaults() -> Dict {
         ("output.stall_warning", Value::from("60s")),
         ("detector.persist_every", Value::from(50_u64)),
         ("detector.retention_chunks", Value::from(100_u64)),
+        ("startup.wait", Value::from("60s")),
         ("metrics.addr", Value::from("auto")),
         ("s3.endpoint_url", Value::from("")),
         ("s3.region", Value::from("")),
@@ -560,6 +574,7 @@ impl Settings {
         let interval = duration("upload.interval", &raw.upload.interval)?;
         let output_max_wait = duration("output.max_wait", &raw.output.max_wait)?;
         let output_stall_warning = duration("output.stall_warning", &raw.output.stall_warning)?;
+        let startup_wait = duration("startup.wait", &raw.startup.wait)?;
         let visibility_timeout = duration("queue.visibility_timeout", &raw.queue.visibility_timeout)?;
         if visibility_timeout < Duration::from_secs(1) {
             return Err(invalid("queue.visibility_timeout", "must be at least 1s".to_owned()));
@@ -596,7 +611,7 @@ impl Settings {
         };
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
         let metrics_addr = metrics_addr(&raw.metrics.addr).map_err(|e| invalid("metrics.addr", e))?;
-        let values: [(&str, String); 23] = [
+        let values: [(&str, String); 24] = [
             ("patterns.preset", format!("\"{preset}\"")),
             ("patterns.upgrade.min_merchant_txns", thresholds.upgrade_min_merchant_txns.to_string()),
             ("patterns.upgrade.top_pct", thresholds.upgrade_top_pct.to_string()),
@@ -616,6 +631,7 @@ impl Settings {
             ("output.stall_warning", quoted(&raw.output.stall_warning)),
             ("detector.persist_every", raw.detector.persist_every.to_string()),
             ("detector.retention_chunks", raw.detector.retention_chunks.to_string()),
+            ("startup.wait", quoted(&raw.startup.wait)),
             ("metrics.addr", quoted(&raw.metrics.addr)),
             ("s3.endpoint_url", quoted(&raw.s3.endpoint_url)),
             ("s3.region", quoted(&raw.s3.region)),
@@ -647,6 +663,7 @@ impl Settings {
             output_stall_warning,
             persist_every: raw.detector.persist_every,
             retention_chunks: raw.detector.retention_chunks,
+            startup_wait,
             metrics_addr,
             shown,
         })

@@ -550,13 +550,19 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
     let input_url = format!("file://{}", setup.input());
     assert!(bodies[7].contains(&input_url), "{}", bodies[7]);
     let unreachable = bodies[7].replace(&input_url, "s3://pipe/streaming/input");
+    // Copies of chunks 8 and 9 (published as well, unchanged): one padded past the size limit
+    // with an unknown field (otherwise a valid message), one for a stream no upload recorded.
+    let oversized = format!("{{\"pad\":\"{}\",{}", "x".repeat(300 * 1024), &bodies[8][1..]);
+    assert!(bodies[9].contains("\"stream\":\"default\""), "{}", bodies[9]);
+    let unknown_stream = bodies[9].replace("\"stream\":\"default\"", "\"stream\":\"elsewhere\"");
     rt.block_on(async {
         for (i, body) in bodies.iter().enumerate() {
             if !(4..=7).contains(&i) {
                 queue.publish(body.as_bytes()).await.unwrap();
             }
         }
-        for body in [&wrong_sha, &unknown_version, &missing_object, &unreachable] {
+        for body in [&wrong_sha, &unknown_version, &missing_object, &unreachable, &oversized, &unknown_stream]
+        {
             queue.publish(body.as_bytes()).await.unwrap();
         }
         queue.publish(b"not json").await.unwrap();
@@ -571,12 +577,15 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
     ]);
     stdout(&mut first);
     let dead = dead_letters(&rt, &db);
-    assert_eq!(dead.len(), 5, "{dead:?}");
+    assert_eq!(dead.len(), 7, "{dead:?}");
     for expected in [
         "sha256 mismatch",
         "unknown message version 9",
         "object missing",
-        "not a chunk message",
+        "not a chunk message: expected",
+        "not a chunk message: 307",
+        "over the limit of 262144 bytes",
+        "unknown stream `elsewhere`",
         "delivery limit 2 reached; last error:",
     ] {
         assert!(dead.iter().any(|(r, _)| r.contains(expected)), "no `{expected}` in {dead:?}");
@@ -589,20 +598,20 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
 
     // A dry run lists them all and moves nothing.
     let listed = stdout(&mut setup.txp(&["replay", "--dry-run"]));
-    assert!(listed.contains("dry run: 5 would be replayed"), "{listed}");
-    for chunk in ["chunk 4,", "chunk 5,", "chunk 6,", "chunk 7,", "(body names no chunk)"] {
+    assert!(listed.contains("dry run: 7 would be replayed"), "{listed}");
+    for chunk in ["chunk 4,", "chunk 5,", "chunk 6,", "chunk 7,", "chunk 9,", "(body names no chunk)"] {
         assert!(listed.contains(chunk), "no `{chunk}` in:\n{listed}");
     }
-    assert_eq!(dead_letters(&rt, &db).len(), 5);
+    assert_eq!(dead_letters(&rt, &db).len(), 7);
 
     // Chunk 6's object is restored: a replay of the `object missing` dead letters fixes it,
     // and touches no other.
     std::fs::rename(&aside, &part_6).unwrap();
     let replayed = stdout(&mut setup.txp(&["replay", "--reason", "OBJECT MISSING", "--rate", "5/s"]));
     assert!(replayed.contains("1 replayed to txp-chunks"), "{replayed}");
-    assert!(replayed.contains("4 not matching --reason"), "{replayed}");
+    assert!(replayed.contains("6 not matching --reason"), "{replayed}");
     stdout(&mut setup.txp(&["consume", "--until-idle"]));
-    assert_eq!(dead_letters(&rt, &db).len(), 4);
+    assert_eq!(dead_letters(&rt, &db).len(), 6);
 
     // The loop guard: a message whose cause is not fixed comes back; it is replayed at most
     // --max-replays times.
@@ -611,7 +620,7 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
     stdout(&mut setup.txp(&["consume", "--until-idle"]));
     let refused = stdout(&mut setup.txp(&guard));
     assert!(refused.contains("left (1 replays already)") && refused.contains("0 replayed"), "{refused}");
-    assert_eq!(dead_letters(&rt, &db).len(), 4);
+    assert_eq!(dead_letters(&rt, &db).len(), 6);
     let audit: Vec<(Option<i64>, String)> = rt.block_on(async {
         txp_entity::replay_audit::Entity::find()
             .order_by_asc(txp_entity::replay_audit::Column::Id)
@@ -1151,5 +1160,151 @@ fn no_secret_in_logs_status_or_errors() {
         let leaks: Vec<&str> = seen.lines().filter(|l| l.contains(secret)).take(5).collect();
         assert!(leaks.is_empty(), "{secret} appears in:\n{}", leaks.join("\n"));
     }
+    setup.assert_verified(&[]);
+}
+
+/// An S3 store of this SeaweedFS, for a test to change objects behind the pipeline's back.
+fn s3_store(
+    rt: &tokio::runtime::Runtime,
+    server: &support::seaweedfs::SeaweedFs,
+    url: &str,
+) -> std::sync::Arc<dyn txp_connectors::store::ObjectStore> {
+    let settings = txp_connectors::store::S3Settings {
+        endpoint_url: Some(server.endpoint.clone()),
+        region: Some("us-east-1".to_owned()),
+        force_path_style: true,
+        access_key_id: Some("test".to_owned()),
+        secret_access_key: Some("test".to_owned()),
+    };
+    rt.block_on(txp_connectors::store::open_store(url, &settings)).unwrap()
+}
+
+#[test]
+fn a_chunk_deleted_from_s3_after_its_message_was_sent_is_dead_lettered_then_replayed() {
+    let server = support::seaweedfs::SeaweedFs::start();
+    let mut setup = Setup::new(false);
+    setup.on_s3(&server);
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    let input = s3_store(&rt, &server, &setup.input());
+    let part = "chunk_3.csv/part-00000.csv";
+    let kept = rt.block_on(input.get(part)).unwrap().expect("chunk 3 is stored");
+    rt.block_on(input.delete(part)).unwrap();
+    rt.block_on(async {
+        for body in &bodies {
+            queue.publish(body.as_bytes()).await.unwrap();
+        }
+    });
+    stdout(&mut setup.txp(&["consume", "--until-idle"]));
+    let dead = dead_letters(&rt, &db);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].0.starts_with("object missing: s3://pipe/streaming/input/chunk_3.csv/part-00000.csv"),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0].1, 1, "a missing object is permanent: dead-lettered at its first delivery");
+    // The object is restored: the replayed message commits the chunk, and nothing is lost.
+    rt.block_on(input.put(part, kept)).unwrap();
+    let replayed = stdout(&mut setup.txp(&["replay", "--reason", "object missing"]));
+    assert!(replayed.contains("1 replayed"), "{replayed}");
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(dead_letters(&rt, &db).is_empty());
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn output_files_wait_for_a_bucket_deleted_mid_run_and_are_written_once_when_it_is_back() {
+    let server = support::seaweedfs::SeaweedFs::start();
+    let mut setup = Setup::new(false);
+    setup.on_s3(&server);
+    server.create_bucket("out");
+    setup.output = "s3://out/streaming/output".to_owned();
+    setup.upload(&["--set", "queue.name=staging"]);
+    let bodies = setup.recorded_messages();
+    let (rt, queue, db) = setup.queue("txp-chunks");
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    let run = setup.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Once the detector has opened (its output store checked), the bucket goes away.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.block_on(txp_entity::detector_state::Entity::find().all(&db)).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the detector did not open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.delete_bucket("out");
+    rt.block_on(async {
+        for body in &bodies {
+            queue.publish(body.as_bytes()).await.unwrap();
+        }
+    });
+    // Detections are committed and files decided, but none can be written.
+    let files = || rt.block_on(txp_entity::output_file::Entity::find().all(&db)).unwrap();
+    while files().is_empty() {
+        assert!(Instant::now() < deadline, "no output file was decided");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        files().iter().all(|f| f.written_at_ms.is_none()),
+        "a file was marked written without its bucket"
+    );
+    server.create_bucket("out");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut run = run;
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "txp run did not finish once the bucket was back");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(
+        stderr.contains("the output store failed; the committed detections wait for their files"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("create the bucket"), "the warning names what to do:\n{stderr}");
+    assert!(files().iter().all(|f| f.written_at_ms.is_some()));
+    setup.assert_verified(&[]);
+}
+
+#[test]
+fn an_importance_file_with_duplicate_and_invalid_rows_is_reported_and_agrees_with_verify() {
+    let setup = Setup::new(false);
+    let text = std::fs::read_to_string(&setup.importance).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // A row repeated as it is, and the same pair with another weight: both count in the pair's
+    // mean. Then a weight that is no decimal and a row with a field missing: rejected.
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(fields.len(), 5, "{}", lines[1]);
+    let (repeated, other_weight) =
+        (lines[1].clone(), format!("{},{},999.5,{},{}", fields[0], fields[1], fields[3], fields[4]));
+    let bad_weight = format!("{},{},1e3,{},{}", fields[0], fields[1], fields[3], fields[4]);
+    let missing_field = fields[..4].join(",");
+    lines.extend([repeated, other_weight, bad_weight, missing_field]);
+    let (bad_line, missing_line) = (lines.len() - 1, lines.len());
+    std::fs::write(&setup.importance, lines.join("\n") + "\n").unwrap();
+    setup.upload(&[]);
+    let mut args = vec!["run".to_owned(), "--until-idle".to_owned()];
+    args.extend(setup.detect_args());
+    let out = setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 importance rows rejected"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "line {bad_line} (Weight): not a decimal with at most 15 digits before the point and 6 after: '1e3'"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("line {missing_line}: expected 5 fields, found 4")), "{stderr}");
+    let (code, text) = setup.verify(&[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(", 2 rejected"), "{text}");
     setup.assert_verified(&[]);
 }

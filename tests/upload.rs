@@ -185,9 +185,18 @@ fn errors_name_what_to_check() {
     upload(dir.path(), &dir.path().join("absent.csv"), "input", &[])
         .code(2)
         .stderr(predicate::str::contains("absent.csv"));
-    upload(dir.path(), &tx, "input", &["--queue", "amqp://guest:secret@127.0.0.1:1/%2f"])
-        .code(2)
-        .stderr(predicate::str::contains("127.0.0.1").and(predicate::str::contains("secret").not()));
+    // A broker that does not answer is waited for `startup.wait`, then named (password masked).
+    let to_absent_broker = |wait: &str| {
+        let wait = format!("startup.wait={wait}");
+        upload(dir.path(), &tx, "input", &["--queue", "amqp://guest:secret@127.0.0.1:1/%2f", "--set", &wait])
+            .code(2)
+            .stderr(predicate::str::contains("127.0.0.1").and(predicate::str::contains("secret").not()))
+    };
+    let started = std::time::Instant::now();
+    to_absent_broker("2s").stderr(predicate::str::contains("transient failure, retrying"));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "startup.wait=2s was not waited");
+    // 0: one attempt, no retry.
+    to_absent_broker("0").stderr(predicate::str::contains("transient failure, retrying").not());
     upload(dir.path(), &tx, "input", &["--queue", "kafka://x"])
         .code(2)
         .stderr(predicate::str::contains("not a queue URL"));
@@ -200,6 +209,8 @@ fn errors_name_what_to_check() {
             "input",
             "--database",
             "postgres://nobody:pw@127.0.0.1:1/x",
+            "--set",
+            "startup.wait=0",
         ])
         .assert()
         .code(2)

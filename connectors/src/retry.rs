@@ -17,15 +17,18 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// How long a long-running command (`upload`, `consume`, `detect`, `run`) waits at start for
-    /// a database or broker that is not reachable yet (a pod started before its server, a server
-    /// restarting): pauses from 200 ms doubling to 5 s, for a minute.
-    pub const STARTUP: Backoff = Backoff {
-        first: Duration::from_millis(200),
-        max: Duration::from_secs(5),
-        attempts: u32::MAX,
-        within: Some(Duration::from_secs(60)),
-    };
+    /// How a long-running command (`upload`, `consume`, `detect`, `run`) waits at start for a
+    /// database, broker or store that is not reachable yet (a pod started before its server, a
+    /// server restarting): pauses from 200 ms doubling to 5 s, for `within` in all (the
+    /// `startup.wait` setting, a minute by default). Zero: one attempt, no wait.
+    pub fn startup(within: Duration) -> Backoff {
+        Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            attempts: u32::MAX,
+            within: Some(within),
+        }
+    }
 }
 
 impl Default for Backoff {

@@ -13,11 +13,11 @@
 //! While a chunk is worked on, its lease is extended (SQS `ChangeMessageVisibility`, the
 //! embedded queue's `visible_at_ms`; RabbitMQ keeps an unacked delivery with its channel).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -121,6 +121,9 @@ pub struct ChunkConsumer {
     options: ConsumerOptions,
     /// Stores by URL, opened on first use.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Streams found in the `stream` table. Its rows are never deleted, so a stream found once
+    /// is not looked up again.
+    known_streams: Mutex<HashSet<String>>,
 }
 
 /// The quarantine beside an input folder: `…/input` → `…/quarantine`, else `…-quarantine`.
@@ -159,7 +162,13 @@ pub fn quarantine_csv(aggregate: &ChunkAggregate) -> Vec<u8> {
 
 impl ChunkConsumer {
     pub fn new(db: DatabaseConnection, queue: Arc<dyn Queue>, options: ConsumerOptions) -> Self {
-        Self { db, queue, options, stores: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            queue,
+            options,
+            stores: Mutex::new(HashMap::new()),
+            known_streams: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The queue it consumes.
@@ -175,6 +184,26 @@ impl ChunkConsumer {
         let store = open_store(url, &self.options.s3).await.map_err(store_failure)?;
         stores.insert(url.to_owned(), store.clone());
         Ok(store)
+    }
+
+    /// Checks that a stream is recorded: `txp upload` records its stream before the first
+    /// message, and a detector learns the stream's end from that row. A chunk of a stream this
+    /// database does not know (a publisher on another database, a message copied from another
+    /// deployment) would be committed and never folded to an end: it is dead-lettered instead.
+    async fn known_stream(&self, stream: &str) -> Result<(), Failure> {
+        if self.known_streams.lock().await.contains(stream) {
+            return Ok(());
+        }
+        match txp_entity::stream::Entity::find_by_id(stream.to_owned()).one(&self.db).await {
+            Ok(Some(_)) => {
+                self.known_streams.lock().await.insert(stream.to_owned());
+                Ok(())
+            }
+            Ok(None) => Err(Failure::Permanent(format!(
+                "unknown stream `{stream}`: no upload recorded it in this database (txp upload records a stream before its first message)"
+            ))),
+            Err(e) => Err(Failure::Transient(format!("database: {e}"))),
+        }
     }
 
     /// Reads one object, retrying transient failures and a missing object (it may not be
@@ -210,7 +239,7 @@ impl ChunkConsumer {
                 return Ok(Handled::Duplicate { stream, chunk });
             }
             Ok(Some(r)) => return Err(conflict(&message, &r.sha256, r.skipped_reason.as_deref())),
-            Ok(None) => {}
+            Ok(None) => self.known_stream(&stream).await?,
             Err(e) => return Err(Failure::Transient(format!("database: {e}"))),
         }
         let store = self.store(&message.store).await?;

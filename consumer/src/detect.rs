@@ -691,13 +691,27 @@ async fn try_shard_lock(conn: &DatabaseConnection, key: i64) -> Result<bool, DbE
     Ok(row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false))
 }
 
+/// Whether the lock's connection (from [`hold_shard_lock`]) still holds the shard. A database
+/// restart ends the session that held it, and the pool opens a new one: then this takes the lock
+/// again if it is free, and answers false if a standby took it meanwhile. (Taking a lock the
+/// session already holds only counts it twice; it ends with the session all the same.)
+pub async fn still_holds_shard_lock(
+    conn: &DatabaseConnection,
+    stream: &str,
+    shard: u32,
+) -> Result<bool, DbErr> {
+    try_shard_lock(conn, shard_lock_key(stream, shard)).await
+}
+
 /// On PostgreSQL, waits until this process holds the shard's advisory lock (a hot standby until
 /// then) and returns the one-connection pool that holds it: the lock lasts as long as that
-/// connection. On SQLite returns `None` at once (one process runs the detector).
+/// connection. On SQLite returns `None` at once (one process runs the detector). `startup` is
+/// how long to wait for the database to answer the first time.
 pub async fn hold_shard_lock(
     database_url: &str,
     stream: &str,
     shard: u32,
+    startup: txp_connectors::retry::Backoff,
     mut shutdown: Shutdown,
 ) -> Result<Option<DatabaseConnection>, DbErr> {
     if !database_url.starts_with("postgres") {
@@ -706,12 +720,7 @@ pub async fn hold_shard_lock(
     let mut options = ConnectOptions::new(database_url.to_owned());
     options.max_connections(1).min_connections(1).sqlx_logging(false);
     let connect = || Database::connect(options.clone());
-    let conn = txp_connectors::retry::retry(
-        txp_connectors::retry::Backoff::STARTUP,
-        txp_connectors::database::is_transient,
-        connect,
-    )
-    .await?;
+    let conn = txp_connectors::retry::retry(startup, txp_connectors::database::is_transient, connect).await?;
     let key = shard_lock_key(stream, shard);
     let mut announced = false;
     loop {

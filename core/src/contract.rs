@@ -118,6 +118,14 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// Where and why, for people: `line 12 (amount): not a non-negative decimal …`.
+    pub fn where_and_why(&self) -> String {
+        match self.column {
+            Some(column) => format!("line {} ({column}): {}", self.line, self.reason),
+            None => format!("line {}: {}", self.line, self.reason),
+        }
+    }
+
     /// The line as read, with invalid UTF-8 shown as U+FFFD.
     pub fn raw_text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.raw)

@@ -8,6 +8,12 @@ use sha2::{Digest, Sha256};
 /// The message version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
 
+/// The largest body a consumer reads, and the largest the SQS queue publishes: SQS's classic
+/// limit. AWS has since raised its own to 1 MiB (moto 5.2 follows), but queues created before,
+/// and other SQS-compatible servers, keep 256 KiB, so a message that fits here fits everywhere.
+/// A chunk message is well under 1 KiB: anything larger was not written by `txp upload`.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// One chunk, stored and complete (its `_SUCCESS` written), announced once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkMessage {
@@ -88,8 +94,14 @@ impl ChunkMessage {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes a body, checking the version before the fields.
+    /// Decodes a body, checking its size, then the version before the fields.
     pub fn decode(body: &[u8]) -> Result<Self, MessageError> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::Malformed(format!(
+                "{} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes (256 KiB); a chunk message is under 1 KiB",
+                body.len()
+            )));
+        }
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
         match value.get("version").and_then(serde_json::Value::as_u64) {
@@ -143,5 +155,25 @@ mod tests {
         assert!(matches!(ChunkMessage::decode(b"{"), Err(MessageError::Malformed(_))));
         assert!(matches!(ChunkMessage::decode(b"{\"chunk\":1}"), Err(MessageError::Malformed(_))));
         assert!(matches!(ChunkMessage::decode(b"{\"version\":1}"), Err(MessageError::Malformed(_))));
+    }
+
+    #[test]
+    fn refuses_a_body_over_the_limit_even_when_it_is_a_valid_message() {
+        // Unknown fields are ignored, so padding keeps it a valid message: only the size fails.
+        let padded = |extra: usize| {
+            let body = String::from_utf8(message().encode()).unwrap();
+            let fill = "x".repeat(extra);
+            format!("{{\"pad\":\"{fill}\",{}", &body[1..]).into_bytes()
+        };
+        let fits = padded(MAX_MESSAGE_BYTES - message().encode().len() - 9);
+        assert_eq!(fits.len(), MAX_MESSAGE_BYTES);
+        assert_eq!(ChunkMessage::decode(&fits), Ok(message()));
+        let over = padded(MAX_MESSAGE_BYTES - message().encode().len() - 8);
+        assert_eq!(over.len(), MAX_MESSAGE_BYTES + 1);
+        let error = ChunkMessage::decode(&over).unwrap_err().to_string();
+        assert!(
+            error.starts_with("not a chunk message: 262145 bytes, over the limit of 262144 bytes"),
+            "{error}"
+        );
     }
 }

@@ -14,7 +14,9 @@ use txp_connectors::source::open_source;
 use txp_connectors::store::{ObjectStore, StoreError, open_store};
 use txp_consumer::chunks::skip_chunk;
 use txp_consumer::consume::{ChunkConsumer, ConsumeReport, ConsumerCrash, ConsumerOptions};
-use txp_consumer::detect::{DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock};
+use txp_consumer::detect::{
+    DetectError, Detector, DetectorCrash, DetectorOptions, hold_shard_lock, still_holds_shard_lock,
+};
 use txp_consumer::handoff::{Handoff, listen_for_commits};
 use txp_consumer::reconcile::ReconcileError;
 use txp_consumer::replay::{ReplayAction, ReplayError, ReplayOptions};
@@ -56,7 +58,9 @@ fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
 /// reachable yet (an S3 outage while a detector starts), as for the database and the broker.
 async fn output_waiting(location: &str, settings: &Settings) -> Result<Arc<dyn ObjectStore>, Error> {
     let store = open_store(location, &settings.s3).await.map_err(|e| store_error(&e))?;
-    retry(Backoff::STARTUP, StoreError::is_transient, || store.check()).await.map_err(|e| store_error(&e))?;
+    retry(Backoff::startup(settings.startup_wait), StoreError::is_transient, || store.check())
+        .await
+        .map_err(|e| store_error(&e))?;
     Ok(store)
 }
 
@@ -84,10 +88,33 @@ async fn load_importance(location: &str, settings: &Settings) -> Result<(Importa
                     .hint("--importance takes BankSim's CustomerImportance.csv")
             })?;
         let sha256 = hashing.finish().map_err(|e| Error::usage(format!("cannot read {location}: {e}")))?;
+        warn_of_rejected_importance(&location, &table);
         Ok((table, sha256))
     })
     .await
     .map_err(|e| Error::usage(format!("reading the importance file stopped: {e}")))?
+}
+
+/// How many rejected importance rows a detector names in its warning.
+const SHOWN_IMPORTANCE_REJECTIONS: usize = 5;
+
+/// Rejected importance rows take no part in any weight (docs/patterns.md §1): a detector says so
+/// at start, with how many and the first few, instead of leaving pairs unweighted silently.
+fn warn_of_rejected_importance(location: &str, table: &ImportanceTable) {
+    let rejected = table.rejected();
+    if rejected.is_empty() {
+        return;
+    }
+    let first: Vec<String> =
+        rejected.iter().take(SHOWN_IMPORTANCE_REJECTIONS).map(|r| r.where_and_why()).collect();
+    tracing::warn!(
+        importance = %location,
+        rejected = rejected.len(),
+        valid = table.valid_rows(),
+        "{} importance rows rejected; they take no part in any weight (`txp verify` reports them too): {}",
+        rejected.len(),
+        first.join("; ")
+    );
 }
 
 fn detect_error(e: DetectError) -> Error {
@@ -132,6 +159,9 @@ struct Detection {
     importance: Arc<(ImportanceTable, String)>,
 }
 
+/// The longest pause between two tries of a detector whose output store fails.
+const OUTPUT_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// One shard: stands by for its lock (PostgreSQL), opens the detector and runs it; a transient
 /// failure (database gone, fenced by another detector) re-opens it from the committed state.
 async fn run_shard(
@@ -141,12 +171,14 @@ async fn run_shard(
     until_idle: bool,
     handoff: Option<Handoff>,
     crash: Option<(DetectorCrash, u64)>,
-    shutdown: Shutdown,
+    mut shutdown: Shutdown,
 ) -> Result<(), Error> {
     let Detection { settings, db, output: store, importance } = detection;
-    let lock = hold_shard_lock(&settings.database_url, &settings.stream, shard, shutdown.clone())
-        .await
-        .map_err(|e| Error::usage(format!("database: {e}")))?;
+    let startup = Backoff::startup(settings.startup_wait);
+    let stand_by = |shutdown: Shutdown| {
+        hold_shard_lock(&settings.database_url, &settings.stream, shard, startup, shutdown)
+    };
+    let mut lock = stand_by(shutdown.clone()).await.map_err(|e| Error::usage(format!("database: {e}")))?;
     if shutdown.is_raised() {
         return Ok(());
     }
@@ -170,7 +202,7 @@ async fn run_shard(
         handoff,
         crash_at: crash,
     };
-    let mut failures = 0u32;
+    let (mut failures, mut store_failures) = (0u32, 0u32);
     loop {
         let opened = Detector::open(
             db.clone(),
@@ -195,10 +227,51 @@ async fn run_shard(
                 tracing::warn!(shard, "another detector advanced the shard while this one stopped");
                 break;
             }
+            // The output store failed mid-run (an outage, a bucket deleted, a permission taken
+            // away): the folds are committed and the files decided wait in the database. Wait
+            // for the store for as long as it takes, then write them, each once. (At start an
+            // output store that does not work is an error: see `output_waiting`.)
+            Err(DetectError::Store(e)) if !shutdown.is_raised() => {
+                store_failures += 1;
+                let delay =
+                    Duration::from_millis(500 * (1u64 << store_failures.min(6))).min(OUTPUT_RETRY_MAX);
+                tracing::warn!(
+                    shard,
+                    error = %e,
+                    hint = e.hint().unwrap_or("check the output store"),
+                    retry_in_s = delay.as_secs_f32(),
+                    "the output store failed; the committed detections wait for their files, trying again"
+                );
+                shutdown.sleep(delay).await;
+            }
             Err(e) if e.is_transient() && failures < 20 && !shutdown.is_raised() => {
                 failures += 1;
                 tracing::warn!(shard, error = %e, "detector failed; starting again from the committed state");
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+                // A database restart ends the session holding the shard's lock, and a standby
+                // may have taken it: this one then stands by again, instead of the two fencing
+                // each other in turn until one gives up.
+                if let Some(conn) = &lock {
+                    match still_holds_shard_lock(conn, &settings.stream, shard).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(
+                                shard,
+                                "another detector took the shard's lock (after a database restart): standing by"
+                            );
+                            drop(lock.take());
+                            lock = stand_by(shutdown.clone())
+                                .await
+                                .map_err(|e| Error::usage(format!("database: {e}")))?;
+                            if shutdown.is_raised() {
+                                break;
+                            }
+                            failures = 0;
+                        }
+                        // The database still unreachable: the next failure checks again.
+                        Err(e) => tracing::warn!(shard, error = %e, "could not check the shard's lock"),
+                    }
+                }
             }
             Err(e) => return Err(detect_error(e)),
         }

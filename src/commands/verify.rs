@@ -146,12 +146,7 @@ fn print_importance(path: &Path, table: &ImportanceTable) {
         thousands(table.rejected().len() as u64)
     );
     for r in table.rejected().iter().take(SHOWN_REJECTIONS) {
-        println!(
-            "            line {}{}: {}",
-            r.line,
-            r.column.map(|c| format!(" ({c})")).unwrap_or_default(),
-            r.reason
-        );
+        println!("            {}", r.where_and_why());
     }
 }
 
@@ -243,12 +238,7 @@ fn print_summary(engines: &Engines, settings: &Settings, engine: EngineChoice) {
         thousands(engines.rejected_rows)
     );
     for (chunk, part, r) in &engines.rejected {
-        println!(
-            "            chunk {chunk} {part} line {}{}: {}",
-            r.line,
-            r.column.map(|c| format!(" ({c})")).unwrap_or_default(),
-            r.reason
-        );
+        println!("            chunk {chunk} {part} {}", r.where_and_why());
     }
     let t = &settings.thresholds;
     println!(

@@ -78,6 +78,17 @@ impl SeaweedFs {
         }
     }
 
+    /// Deletes an empty bucket (an anonymous DELETE, as for [`create_bucket`](Self::create_bucket)).
+    pub fn delete_bucket(&self, name: &str) {
+        match http_status(self.s3_port, "DELETE", &format!("/{name}")) {
+            Ok(204 | 200) => {}
+            Ok(status) => {
+                panic!("deleting bucket {name} answered HTTP {status}; log:\n{}", tail(&self.log(), 40))
+            }
+            Err(err) => panic!("deleting bucket {name}: {err}"),
+        }
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()

@@ -19,10 +19,9 @@ use tokio::sync::OnceCell;
 
 use super::{DeadLetter, Delivery, Depth, Queue, QueueError, QueueSettings};
 
-/// SQS's classic message size limit. AWS has since raised its own to 1 MiB (and moto 5.2
-/// follows), but queues created before, and other SQS-compatible servers, keep 256 KiB: a
-/// message that fits here fits everywhere.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+// SQS's classic message size limit, which every consumer applies too (see the constant).
+use txp_core::message::MAX_MESSAGE_BYTES;
+
 /// ReceiveMessage returns at most this many messages.
 const MAX_BATCH: usize = 10;
 /// The longest long poll SQS allows.
@@ -455,7 +454,7 @@ impl SqsQueue {
                     body.len()
                 ),
                 hint: Some(
-                    "make the chunks smaller, or use another queue backend (db or amqp://)".to_owned(),
+                    "a chunk message is under 1 KiB: this body was not written by txp upload".to_owned(),
                 ),
             });
         }
