@@ -44,6 +44,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments. Unlike `Cli::parse`, every `--set` counts wherever it
+    /// stands: clap keeps only the last command level's values of a global option
+    /// (clap-rs/clap#1570), so `txp --set a=1 upload --set b=2` would silently lose `a=1`.
+    pub fn parse_args() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let mut cli = Cli::parse_from(&args);
+        cli.set = every_set(&args);
+        cli
+    }
+}
+
+/// The values of every `--set VALUE` and `--set=VALUE` in `args`, in order, up to a `--`.
+fn every_set(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut args = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        } else if arg == "--set" {
+            values.extend(args.next().map(|v| v.into_owned()));
+        } else if let Some(value) = arg.strip_prefix("--set=") {
+            values.push(value.to_owned());
+        }
+    }
+    values
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use txp::cli::{Cli, LogFormat};
 use txp::interrupt::Interrupt;
 use txp::settings::Settings;
 
 fn main() -> ExitCode {
     install_panic_message();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     init_logging(cli.log_format);
     let interrupt = Interrupt::install();
     let result = Settings::load(&cli.overrides()).and_then(|settings| txp::run(cli, &settings, &interrupt));
@@ -28,7 +27,11 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TXP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or a pipe gets plain text that grep can read.
+    let colours =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -206,6 +206,7 @@ struct RawSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStartup {
+    #[serde(deserialize_with = "duration_text")]
     wait: String,
 }
 
@@ -261,7 +262,9 @@ struct RawDetector {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    #[serde(deserialize_with = "duration_text")]
     max_wait: String,
+    #[serde(deserialize_with = "duration_text")]
     stall_warning: String,
 }
 
@@ -277,6 +280,7 @@ struct RawQueue {
     url: String,
     name: String,
     delivery_limit: u32,
+    #[serde(deserialize_with = "duration_text")]
     visibility_timeout: String,
 }
 
@@ -325,48 +329,71 @@ struct RawDei {
 #[serde(deny_unknown_fields)]
 struct RawUpload {
     chunk_rows: u64,
+    #[serde(deserialize_with = "duration_text")]
     interval: String,
     stream: String,
+}
+
+/// A duration setting as text, from a TOML string (`"1s"`) or an integer: `--set startup.wait=0`
+/// and `TXP_STARTUP_WAIT=0` read as the integer 0, which must mean what `"0"` means.
+fn duration_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer
+        .deserialize_any(ScalarText { expecting: "a duration such as \"1s\", \"200ms\" or 0", floats: false })
 }
 
 /// A decimal setting as text, from a TOML string, integer or float.
 #[derive(Debug, Clone)]
 struct DecimalText(String);
 
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ScalarText {
+                expecting: "a decimal number, such as 10, 2.5 or \"2.5\"",
+                floats: true,
+            })
+            .map(DecimalText)
+    }
+}
+
 /// Significant digits a binary float carries exactly through its shortest text form.
 const FLOAT_DIGITS: usize = 15;
 
-impl<'de> Deserialize<'de> for DecimalText {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = DecimalText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a decimal number, such as 10, 2.5 or \"2.5\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DecimalText, E> {
-                Ok(DecimalText(v.to_owned()))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DecimalText, E> {
-                Ok(DecimalText(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DecimalText, E> {
-                Ok(DecimalText(v.to_string()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecimalText, E> {
-                // Rust prints the shortest text that reads back as the same float: 2.5 is "2.5".
-                let text = format!("{v}");
-                let digits =
-                    text.trim_start_matches(['-', '0', '.']).chars().filter(char::is_ascii_digit).count();
-                if digits > FLOAT_DIGITS {
-                    return Err(E::custom(format!(
-                        "{text} has more digits than a TOML float holds exactly: write it as a string, e.g. \"{text}\""
-                    )));
-                }
-                Ok(DecimalText(text))
-            }
+/// Reads a setting given as a string or a number as its text, for a parser of our own (TOML,
+/// `--set` and `TXP_*` values turn `10` into an integer before we see it).
+struct ScalarText {
+    expecting: &'static str,
+    /// Whether a float is taken (as its shortest exact text) or refused.
+    floats: bool,
+}
+
+impl serde::de::Visitor<'_> for ScalarText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        if !self.floats {
+            return Err(E::invalid_type(serde::de::Unexpected::Float(v), &self));
         }
-        deserializer.deserialize_any(Visitor)
+        // Rust prints the shortest text that reads back as the same float: 2.5 is "2.5".
+        let text = format!("{v}");
+        let digits = text.trim_start_matches(['-', '0', '.']).chars().filter(char::is_ascii_digit).count();
+        if digits > FLOAT_DIGITS {
+            return Err(E::custom(format!(
+                "{text} has more digits than a TOML float holds exactly: write it as a string, e.g. \"{text}\""
+            )));
+        }
+        Ok(text)
     }
 }
 
@@ -710,5 +737,18 @@ mod tests {
         assert_eq!(flag_value("10"), Value::from(10_i64));
         assert_eq!(flag_value("seed"), Value::from("seed".to_owned()));
         assert_eq!(flag_value("\"2.5\""), Value::from("2.5".to_owned()));
+    }
+
+    #[test]
+    fn a_duration_of_0_given_as_an_integer_means_none() {
+        let set = |values: &[&str]| Overrides {
+            set: values.iter().map(|v| (*v).to_owned()).collect(),
+            ..Overrides::default()
+        };
+        let settings = Settings::load(&set(&["startup.wait=0", "upload.interval=0"])).unwrap();
+        assert_eq!((settings.startup_wait, settings.interval), (Duration::ZERO, Duration::ZERO));
+        // Another bare integer has no unit: refused with the key and an example.
+        let error = Settings::load(&set(&["output.max_wait=5"])).unwrap_err().to_string();
+        assert!(error.contains("output.max_wait") && error.contains("such as 1s"), "{error}");
     }
 }

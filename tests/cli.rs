@@ -127,6 +127,20 @@ fn settings_layers_file_env_flags() {
             && line(&out, "chunk_rows").contains("# file other.toml")
     );
     assert!(line(&out, "min_txns").contains("# preset banksim"));
+    // Every --set counts, before the subcommand, after it, and after the sub-subcommand
+    // (clap alone keeps only the last level's).
+    let every = stdout(txp(dir.path()).args([
+        "--set",
+        "queue.name=first",
+        "config",
+        "--set=upload.chunk_rows=7",
+        "show",
+        "--set",
+        "startup.wait=5s",
+    ]));
+    assert!(line(&every, "name").starts_with("name = \"first\" "), "{every}");
+    assert!(line(&every, "chunk_rows").starts_with("chunk_rows = 7 "), "{every}");
+    assert!(line(&every, "wait").starts_with("wait = \"5s\" "), "{every}");
     // The output is TOML that reads back.
     let parsed: toml::Table = out.parse().unwrap();
     assert_eq!(parsed["upload"]["chunk_rows"].as_integer(), Some(77));

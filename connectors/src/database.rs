@@ -115,13 +115,42 @@ async fn pool(url: &str, target: &str, max_connections: u32) -> Result<DatabaseC
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal).busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
     }
-    Database::connect(options).await.map_err(|e| {
+    let connected = match first_postgres_connection(target).await {
+        Ok(()) => Database::connect(options).await,
+        Err(e) => Err(e),
+    };
+    connected.map_err(|e| {
         error(
             url,
             &e,
             "check that the server runs and the URL (--database, DATABASE_URL or database.url) is right",
         )
     })
+}
+
+/// How long the first connection to PostgreSQL may take (TCP, TLS and authentication).
+const FIRST_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// On PostgreSQL, one direct connection before the pool. The pool retries a refused connection
+/// by itself until its acquire timeout (30 s) and then reports only "pool timed out": a wrong
+/// port would wait half a minute and hide its cause. A single attempt fails at once with the
+/// server's own answer (refused, no such user, TLS), and `startup.wait` decides whether to retry.
+async fn first_postgres_connection(target: &str) -> Result<(), DbErr> {
+    use sea_orm::sqlx::{Connection, postgres::PgConnectOptions, postgres::PgConnection};
+    use sea_orm::{RuntimeErr, sqlx};
+    if !(target.starts_with("postgres://") || target.starts_with("postgresql://")) {
+        return Ok(());
+    }
+    let driver = |e: sqlx::Error| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e)));
+    let options: PgConnectOptions = target.parse().map_err(driver)?;
+    match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(Ok(connection)) => connection.close().await.map_err(driver),
+        Ok(Err(e)) => Err(driver(e)),
+        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(format!(
+            "no answer within {} s",
+            FIRST_CONNECT_TIMEOUT.as_secs()
+        )))),
+    }
 }
 
 /// Applies missing migrations under PostgreSQL's session advisory lock, on a one-connection pool.

@@ -46,19 +46,27 @@ where
     E: std::fmt::Display,
 {
     let started = std::time::Instant::now();
-    let in_time = |delay: Duration| backoff.within.is_none_or(|within| started.elapsed() + delay < within);
+    // The pause before the next attempt: the backoff's, cut short so that the last attempt
+    // starts when the time budget ends (a budget of a minute waits a minute); none once spent.
+    let pause = |delay: Duration| match backoff.within {
+        None => Some(delay),
+        Some(within) => {
+            within.checked_sub(started.elapsed()).filter(|left| !left.is_zero()).map(|left| left.min(delay))
+        }
+    };
     let mut delay = backoff.first;
     let mut attempt = 1;
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(e) if transient(&e) && attempt < backoff.attempts && in_time(delay) => {
-                tracing::warn!(attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %e, "transient failure, retrying");
-                tokio::time::sleep(delay).await;
+            Err(e) => {
+                let retrying = transient(&e) && attempt < backoff.attempts;
+                let Some(pause) = pause(delay).filter(|_| retrying) else { return Err(e) };
+                tracing::warn!(attempt, delay_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), error = %e, "transient failure, retrying");
+                tokio::time::sleep(pause).await;
                 delay = (delay * 2).min(backoff.max);
                 attempt += 1;
             }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -86,11 +94,14 @@ mod tests {
             },
         );
         // Without the budget this would retry for ever.
+        let started = std::time::Instant::now();
         let out = tokio::time::timeout(Duration::from_secs(10), retrying).await;
+        assert!(started.elapsed() >= Duration::from_millis(100), "gave up before the budget ended");
         assert_eq!(out, Ok(Err("down".to_owned())));
-        // Every retry sleeps 10 ms and starts only while the pauses so far fit in 100 ms.
+        // Every retry sleeps 10 ms (the last one less, to end on the budget), so at most 11
+        // attempts fit in 100 ms, and the budget is waited out in full.
         let calls = calls.load(Ordering::SeqCst);
-        assert!((1..=11).contains(&calls), "{calls} calls");
+        assert!((2..=11).contains(&calls), "{calls} calls");
     }
 
     #[tokio::test]
