@@ -464,6 +464,11 @@ fn known(key: &str) -> Result<&'static Key, Error> {
 }
 
 impl Settings {
+    /// How a long-running command retries a server that does not answer at start.
+    pub fn startup_backoff(&self) -> txp_connectors::retry::Backoff {
+        txp_connectors::retry::Backoff::startup(self.startup_wait)
+    }
+
     /// Builds the settings from every layer and validates them.
     pub fn load(overrides: &Overrides) -> Result<Self, Error> {
         let file = match &overrides.config {

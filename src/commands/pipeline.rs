@@ -58,7 +58,7 @@ fn shutdown_on(interrupt: &Interrupt) -> (ShutdownSignal, Shutdown) {
 /// reachable yet (an S3 outage while a detector starts), as for the database and the broker.
 async fn output_waiting(location: &str, settings: &Settings) -> Result<Arc<dyn ObjectStore>, Error> {
     let store = open_store(location, &settings.s3).await.map_err(|e| store_error(&e))?;
-    retry(Backoff::startup(settings.startup_wait), StoreError::is_transient, || store.check())
+    retry(settings.startup_backoff(), StoreError::is_transient, || store.check())
         .await
         .map_err(|e| store_error(&e))?;
     Ok(store)
@@ -174,7 +174,7 @@ async fn run_shard(
     mut shutdown: Shutdown,
 ) -> Result<(), Error> {
     let Detection { settings, db, output: store, importance } = detection;
-    let startup = Backoff::startup(settings.startup_wait);
+    let startup = settings.startup_backoff();
     let stand_by = |shutdown: Shutdown| {
         hold_shard_lock(&settings.database_url, &settings.stream, shard, startup, shutdown)
     };

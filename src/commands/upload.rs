@@ -75,7 +75,7 @@ pub(super) async fn queue(settings: &Settings, db: &DatabaseConnection) -> Resul
 
 /// [`connect`] for a long-running command: waits out a database that is not reachable yet.
 pub(super) async fn connect_waiting(settings: &Settings) -> Result<DatabaseConnection, Error> {
-    let backoff = Backoff::startup(settings.startup_wait);
+    let backoff = settings.startup_backoff();
     retry(backoff, |e: &DatabaseError| e.transient, || database::connect(&settings.database_url))
         .await
         .map_err(database_error)
@@ -86,7 +86,7 @@ pub(super) async fn queue_waiting(
     settings: &Settings,
     db: &DatabaseConnection,
 ) -> Result<Arc<dyn Queue>, Error> {
-    retry(Backoff::startup(settings.startup_wait), QueueError::is_transient, || async {
+    retry(settings.startup_backoff(), QueueError::is_transient, || async {
         let queue = open_queue(&settings.queue_url, &settings.queue, db).await?;
         queue.setup().await?;
         Ok(queue)
