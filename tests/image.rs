@@ -4,7 +4,7 @@
 //! members before `cargo chef cook`; any manifest, source, build script or included file before
 //! `cargo build`). The repo's own Dockerfile passes; broken copies show that each rule can fail.
 //! The full image build and run is `make image-check` (docs/deploy.md).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,11 +24,8 @@ fn guard(context: &Path, dockerfile: &Path) -> (bool, String) {
         .arg(dockerfile)
         .output()
         .expect("running deploy/image/check-context with python3 (Python 3.11+)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     eprintln!("{text}");
     assert!(
         matches!(output.status.code(), Some(0 | 1)),
@@ -47,7 +44,11 @@ fn write(dir: &Path, rel: &str, text: &str) {
 /// A library crate in folder `dir` (named after its last part) whose lib.rs is `source`.
 fn library(root: &Path, dir: &str, source: &str) {
     let name = dir.rsplit('/').next().unwrap();
-    write(root, &format!("{dir}/Cargo.toml"), &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n"));
+    write(
+        root,
+        &format!("{dir}/Cargo.toml"),
+        &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n"),
+    );
     write(root, &format!("{dir}/src/lib.rs"), source);
 }
 
@@ -156,7 +157,9 @@ fn leaving_out_vendor_before_the_cook_fails() {
 #[test]
 fn copying_vendor_only_after_the_cook_fails() {
     let dir = fixture();
-    let text = GOOD.replace("COPY vendor vendor\n", "").replace("COPY . .\nRUN cargo build", "COPY vendor vendor\nCOPY . .\nRUN cargo build");
+    let text = GOOD
+        .replace("COPY vendor vendor\n", "")
+        .replace("COPY . .\nRUN cargo build", "COPY vendor vendor\nCOPY . .\nRUN cargo build");
     let file = dockerfile(dir.path(), "Dockerfile", &text);
     assert_fails_with(dir.path(), &file, &["cargo chef cook", "vendor/foo/"]);
     let (_, report) = guard(dir.path(), &file);
@@ -175,12 +178,20 @@ fn a_dockerignore_that_drops_vendor_fails_and_an_exception_mends_it() {
     let dir = fixture();
     let file = dockerfile(dir.path(), "Dockerfile", GOOD);
     write(dir.path(), ".dockerignore", "target/\nvendor/\n");
-    assert_fails_with(dir.path(), &file, &["excluded by .dockerignore", "vendor/foo/", "cargo chef cook", "cargo build"]);
+    assert_fails_with(
+        dir.path(),
+        &file,
+        &["excluded by .dockerignore", "vendor/foo/", "cargo chef cook", "cargo build"],
+    );
     write(dir.path(), ".dockerignore", "target/\nvendor/\n!vendor/foo\n");
     let (passed, text) = guard(dir.path(), &file);
     assert!(passed, "a `!` exception in .dockerignore should bring vendor/foo back:\n{text}");
     write(dir.path(), ".dockerignore", "**/*.txt\n");
-    assert_fails_with(dir.path(), &file, &["assets/banner.txt", "excluded by .dockerignore", "included by src/main.rs"]);
+    assert_fails_with(
+        dir.path(),
+        &file,
+        &["assets/banner.txt", "excluded by .dockerignore", "included by src/main.rs"],
+    );
 }
 
 #[test]
@@ -195,10 +206,17 @@ fn files_read_by_include_str_and_a_build_script_are_needed_by_the_build() {
     assert_fails_with(
         dir.path(),
         &file,
-        &["cargo build", "assets/banner.txt", "included by src/main.rs", "lib/proto/x.proto", "read by lib/build.rs"],
+        &[
+            "cargo build",
+            "assets/banner.txt",
+            "included by src/main.rs",
+            "lib/proto/x.proto",
+            "read by lib/build.rs",
+        ],
     );
     // The same with both files copied passes: the report above was about them alone.
-    let mended = text.replace("COPY src src\n", "COPY src src\nCOPY assets assets\nCOPY lib/proto lib/proto\n");
+    let mended =
+        text.replace("COPY src src\n", "COPY src src\nCOPY assets assets\nCOPY lib/proto lib/proto\n");
     let file = dockerfile(dir.path(), "Dockerfile.mended", &mended);
     let (passed, report) = guard(dir.path(), &file);
     assert!(passed, "{report}");

@@ -578,20 +578,20 @@ fn tend(
     story: &mut Story,
     counts: &mut Counts,
 ) -> Result<()> {
-    if let Some(proc) = slot.proc.as_mut() {
-        if let Some(status) = proc.exited() {
-            let log = proc.log.clone();
-            slot.proc = None;
-            if slot.name == "uploader" && status.success() {
-                slot.finished = true;
-                story.say("uploader finished".to_owned());
-            } else {
-                // As Kubernetes does with a container that exits: start it again after a pause.
-                let what = format!("{} exited by itself ({status}); restarted in 1 s", slot.name);
-                counts.exits.push(format!("{what}; log:\n{}", tail(&log, 8)));
-                story.say(what);
-                slot.restart_at = Some(Instant::now() + Duration::from_secs(1));
-            }
+    if let Some(proc) = slot.proc.as_mut()
+        && let Some(status) = proc.exited()
+    {
+        let log = proc.log.clone();
+        slot.proc = None;
+        if slot.name == "uploader" && status.success() {
+            slot.finished = true;
+            story.say("uploader finished".to_owned());
+        } else {
+            // As Kubernetes does with a container that exits: start it again after a pause.
+            let what = format!("{} exited by itself ({status}); restarted in 1 s", slot.name);
+            counts.exits.push(format!("{what}; log:\n{}", tail(&log, 8)));
+            story.say(what);
+            slot.restart_at = Some(Instant::now() + Duration::from_secs(1));
         }
     }
     if slot.proc.is_none() && !slot.finished && slot.restart_at.is_some_and(|at| Instant::now() >= at) {

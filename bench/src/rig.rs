@@ -216,10 +216,10 @@ impl Rig {
     /// Drops a scenario's database and queues (keeps nothing a bench made on the machine's
     /// services).
     pub fn clean(&self, scenario: &Scenario) {
-        if let Some(database) = &scenario.pg_database {
-            if let Err(e) = self.admin(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")) {
-                println!("note: could not drop database {database}: {e}");
-            }
+        if let Some(database) = &scenario.pg_database
+            && let Err(e) = self.admin(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        {
+            println!("note: could not drop database {database}: {e}");
         }
         if scenario.queue_url.starts_with("amqp") {
             for queue in [scenario.queue_name.clone(), format!("{}-dlq", scenario.queue_name)] {
