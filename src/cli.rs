@@ -276,6 +276,11 @@ pub struct UploadArgs {
     /// The stream's name [setting upload.stream, default "default"].
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
+    /// Where consumers write the stream's rejected rows: s3://BUCKET/PREFIX or a folder
+    /// [default: beside --to, …/input → …/quarantine]. Recorded with the stream; consumers take
+    /// it from there, never from a message.
+    #[arg(long, value_name = "DEST")]
+    pub quarantine: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// For crash tests: abort (as kill -9 would) at POINT of chunk CHUNK
@@ -300,7 +305,8 @@ pub struct ConsumeOptions {
     /// Concurrent workers in this process.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub workers: usize,
-    /// Where rejected rows go [default: beside the input, …/input → …/quarantine].
+    /// Where rejected rows go, for every stream [default: each stream's own, recorded by
+    /// `txp upload --quarantine`].
     #[arg(long, value_name = "DEST")]
     pub quarantine: Option<String>,
 }
@@ -314,7 +320,7 @@ pub struct DetectOptions {
     /// The importance file: a path or s3://BUCKET/KEY.
     #[arg(long, value_name = "FILE")]
     pub importance: String,
-    /// The stream [setting upload.stream, default "default"].
+    /// The stream [setting upload.stream; default: the only stream in the database].
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
 }
@@ -398,7 +404,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct SkipArgs {
-    /// The stream [setting upload.stream].
+    /// The stream [setting upload.stream; default: the only stream in the database].
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
     /// The chunk index to record as lost.
@@ -437,7 +443,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// The stream [setting upload.stream].
+    /// The stream [setting upload.stream; default: the only stream in the database].
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
     /// The queue to publish on [setting queue.url, default db].
@@ -479,7 +485,7 @@ pub struct ExplainArgs {
     /// The merchant (MerchantId).
     #[arg(long, value_name = "ID")]
     pub merchant: String,
-    /// The stream [setting upload.stream, default "default"].
+    /// The stream [setting upload.stream; default: the only stream in the database].
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
     /// Print the stored figures, the chunk and the file as one JSON object.

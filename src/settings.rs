@@ -464,6 +464,15 @@ fn known(key: &str) -> Result<&'static Key, Error> {
 }
 
 impl Settings {
+    /// The stream named by `--stream` or by the `upload.stream` setting in a file or the
+    /// environment; `None` when only the default (`default`, the name `txp upload` gives) applies:
+    /// the commands that read a stream then find it in the database.
+    pub fn named_stream(&self) -> Option<&str> {
+        let named =
+            self.shown.iter().any(|(key, _, origin)| *key == "upload.stream" && *origin != Origin::Default);
+        named.then_some(self.stream.as_str())
+    }
+
     /// How a long-running command retries a server that does not answer at start.
     pub fn startup_backoff(&self) -> txp_connectors::retry::Backoff {
         txp_connectors::retry::Backoff::startup(self.startup_wait)

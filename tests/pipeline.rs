@@ -546,10 +546,18 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
     let aside = setup.path().join("part-6-aside.csv");
     std::fs::rename(&part_6, &aside).unwrap();
     let missing_object = bodies[6].clone();
-    // A store that does not answer: transient failures until the delivery limit.
+    // A store that does not answer: transient failures until the delivery limit. Consumers read
+    // only a stream's registered input, so this is a second stream registered on S3 (with its
+    // ledger row), whose endpoint does not answer.
     let input_url = format!("file://{}", setup.input());
     assert!(bodies[7].contains(&input_url), "{}", bodies[7]);
-    let unreachable = bodies[7].replace(&input_url, "s3://pipe/streaming/input");
+    let unreachable = bodies[7]
+        .replace(&input_url, "s3://pipe/streaming/input")
+        .replace("\"stream\":\"default\"", "\"stream\":\"remote\"");
+    rt.block_on(register_remote_stream(&db, &bodies[7]));
+    // The same chunk naming another store than its stream's registered input: refused before
+    // anything is read.
+    let other_store = bodies[7].replace(&input_url, &format!("file://{}/elsewhere", setup.path().display()));
     // Copies of chunks 8 and 9 (published as well, unchanged): one padded past the size limit
     // with an unknown field (otherwise a valid message), one for a stream no upload recorded.
     let oversized = format!("{{\"pad\":\"{}\",{}", "x".repeat(300 * 1024), &bodies[8][1..]);
@@ -561,8 +569,15 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
                 queue.publish(body.as_bytes()).await.unwrap();
             }
         }
-        for body in [&wrong_sha, &unknown_version, &missing_object, &unreachable, &oversized, &unknown_stream]
-        {
+        for body in [
+            &wrong_sha,
+            &unknown_version,
+            &missing_object,
+            &unreachable,
+            &other_store,
+            &oversized,
+            &unknown_stream,
+        ] {
             queue.publish(body.as_bytes()).await.unwrap();
         }
         queue.publish(b"not json").await.unwrap();
@@ -577,9 +592,10 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
     ]);
     stdout(&mut first);
     let dead = dead_letters(&rt, &db);
-    assert_eq!(dead.len(), 7, "{dead:?}");
+    assert_eq!(dead.len(), 8, "{dead:?}");
     for expected in [
         "sha256 mismatch",
+        "store mismatch: the message names file://",
         "unknown message version 9",
         "object missing",
         "not a chunk message: expected",
@@ -596,31 +612,36 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
         assert_eq!(*deliveries, expected, "{reason}");
     }
 
-    // A dry run lists them all and moves nothing.
+    // A dry run lists them all and moves nothing. The chunk messages that their stream's
+    // registry does not allow (a tampered digest, another store, an unknown stream) are not
+    // replayed at all.
     let listed = stdout(&mut setup.txp(&["replay", "--dry-run"]));
-    assert!(listed.contains("dry run: 7 would be replayed"), "{listed}");
+    assert!(
+        listed.contains("dry run: 5 would be replayed, 0 left by the loop guard, 3 not allowed"),
+        "{listed}"
+    );
     for chunk in ["chunk 4,", "chunk 5,", "chunk 6,", "chunk 7,", "chunk 9,", "(body names no chunk)"] {
         assert!(listed.contains(chunk), "no `{chunk}` in:\n{listed}");
     }
-    assert_eq!(dead_letters(&rt, &db).len(), 7);
+    assert_eq!(dead_letters(&rt, &db).len(), 8);
 
     // Chunk 6's object is restored: a replay of the `object missing` dead letters fixes it,
     // and touches no other.
     std::fs::rename(&aside, &part_6).unwrap();
     let replayed = stdout(&mut setup.txp(&["replay", "--reason", "OBJECT MISSING", "--rate", "5/s"]));
     assert!(replayed.contains("1 replayed to txp-chunks"), "{replayed}");
-    assert!(replayed.contains("6 not matching --reason"), "{replayed}");
+    assert!(replayed.contains("7 not matching --reason"), "{replayed}");
     stdout(&mut setup.txp(&["consume", "--until-idle"]));
-    assert_eq!(dead_letters(&rt, &db).len(), 6);
+    assert_eq!(dead_letters(&rt, &db).len(), 7);
 
     // The loop guard: a message whose cause is not fixed comes back; it is replayed at most
     // --max-replays times.
-    let guard = ["replay", "--reason", "sha256", "--max-replays", "1"];
+    let guard = ["replay", "--reason", "unknown message version", "--max-replays", "1"];
     assert!(stdout(&mut setup.txp(&guard)).contains("1 replayed"));
     stdout(&mut setup.txp(&["consume", "--until-idle"]));
     let refused = stdout(&mut setup.txp(&guard));
     assert!(refused.contains("left (1 replays already)") && refused.contains("0 replayed"), "{refused}");
-    assert_eq!(dead_letters(&rt, &db).len(), 6);
+    assert_eq!(dead_letters(&rt, &db).len(), 7);
     let audit: Vec<(Option<i64>, String)> = rt.block_on(async {
         txp_entity::replay_audit::Entity::find()
             .order_by_asc(txp_entity::replay_audit::Column::Id)
@@ -631,21 +652,64 @@ fn poison_messages_go_to_the_dead_letter_queue_and_replay_or_skip_lets_the_run_f
             .map(|row| (row.chunk_index, row.action))
             .collect()
     });
-    let expected = [(Some(6), "replayed"), (Some(4), "replayed"), (Some(4), "refused")];
+    let expected = [(Some(6), "replayed"), (Some(5), "replayed"), (Some(5), "refused")];
     assert_eq!(audit, expected.map(|(c, a)| (c, a.to_owned())));
 
-    // 4, 5 and 7 are lost for good.
+    // 4, 5 and 7 are lost for good. The database holds two streams now: they are named.
     for chunk in ["4", "5", "7"] {
-        stdout(&mut setup.txp(&["skip", "--chunk", chunk, "--reason", "lost in a test"]));
+        stdout(&mut setup.txp(&[
+            "skip",
+            "--stream",
+            "default",
+            "--chunk",
+            chunk,
+            "--reason",
+            "lost in a test",
+        ]));
     }
-    let refused = setup.txp(&["skip", "--chunk", "6", "--reason", "x"]).output().unwrap();
+    let refused =
+        setup.txp(&["skip", "--stream", "default", "--chunk", "6", "--reason", "x"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
-    let mut args = vec!["detect".to_owned(), "--until-idle".to_owned()];
+    let mut args =
+        vec!["detect".to_owned(), "--until-idle".to_owned(), "--stream".to_owned(), "default".to_owned()];
     args.extend(setup.detect_args());
     stdout(&mut setup.txp(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     setup.assert_verified(&[4, 5, 7]);
     let (code, text) = setup.verify(&[]);
     assert_eq!(code, 1, "without the same skip verify must disagree:\n{text}");
+}
+
+/// Registers a stream `remote` whose input is on S3 (s3://pipe/streaming/input), with a ledger
+/// row for the chunk of `body` (a message of stream `default`), as `txp upload` would have.
+async fn register_remote_stream(db: &DatabaseConnection, body: &str) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let message = txp_core::message::ChunkMessage::decode(body.as_bytes()).unwrap();
+    txp_entity::stream::ActiveModel {
+        name: Set("remote".to_owned()),
+        source: Set("test".to_owned()),
+        destination: Set("s3://pipe/streaming/input".to_owned()),
+        quarantine: Set(None),
+        chunk_rows: Set(1000),
+        last_chunk: Set(None),
+        created_at_ms: Set(0),
+        finished_at_ms: Set(None),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    txp_entity::upload_ledger::ActiveModel {
+        stream: Set("remote".to_owned()),
+        chunk_index: Set(message.chunk as i64),
+        sha256: Set(message.sha256.clone()),
+        rows: Set(message.rows as i64),
+        bytes: Set(message.bytes as i64),
+        message: Set(body.to_owned()),
+        stored_at_ms: Set(0),
+        published_at_ms: Set(Some(0)),
+    }
+    .insert(db)
+    .await
+    .unwrap();
 }
 
 #[test]

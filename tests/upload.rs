@@ -463,6 +463,7 @@ async fn a_slow_store_delays_one_chunk_not_the_schedule() {
             source_description: "test".into(),
             chunk_rows: std::num::NonZeroU64::new(100).unwrap(),
             interval: Duration::from_millis(200),
+            quarantine: None,
             crash_at: None,
         },
         store,

@@ -3,7 +3,8 @@
 //! `--until-idle`). Three shapes: `txp run` (2 workers, 1 shard) on PostgreSQL, RabbitMQ and
 //! SeaweedFS; two `txp consume` processes and one `txp detect` on the same services; and
 //! `txp run` on the embedded defaults (SQLite, a local folder, the queue in the database).
-//! Each is compared with the floors measured in the same run.
+//! Each is compared with the floors measured in the same run. And `txp run` once more while 40
+//! clients flood its `/readyz` for 10 s: compared with the plain `txp run`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -138,6 +139,94 @@ pub fn run_in_one(rig: &Rig, scenario: &Scenario, data: &Dataset, expected: u64)
     finish(rig, scenario, data, expected, upload, run.wall_ms, vec![run])
 }
 
+/// Clients flooding `/readyz` in the flood shape, and how long the flood lasts.
+const FLOOD_CLIENTS: usize = 40;
+const FLOOD_FOR: Duration = Duration::from_secs(10);
+
+/// What a probe flood sent and got.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Flood {
+    /// `/readyz` requests answered (200 or 503).
+    pub answered: u64,
+    /// Of those, answered 200.
+    pub ready: u64,
+    /// Connections refused or cut (the endpoint not bound yet, or gone at exit).
+    pub failed: u64,
+    pub flood_ms: u64,
+}
+
+/// One `/readyz` request on a connection of its own: whether it was answered, and with 200.
+fn probe(addr: std::net::SocketAddr) -> Option<bool> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let status = answer.split(|b| *b == b'\r').next()?;
+    Some(status.starts_with(b"HTTP/1.1 200"))
+}
+
+/// Floods `addr` with `/readyz` requests from [`FLOOD_CLIENTS`] threads for [`FLOOD_FOR`], or
+/// until `done`.
+fn flood(addr: std::net::SocketAddr, done: &std::sync::atomic::AtomicBool) -> Flood {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (answered, ready, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        for _ in 0..FLOOD_CLIENTS {
+            threads.spawn(|| {
+                while started.elapsed() < FLOOD_FOR && !done.load(Ordering::Relaxed) {
+                    match probe(addr) {
+                        Some(ok) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            ready.fetch_add(u64::from(ok), Ordering::Relaxed);
+                        }
+                        None => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Flood {
+        answered: answered.into_inner(),
+        ready: ready.into_inner(),
+        failed: failed.into_inner(),
+        flood_ms: millis(started.elapsed()),
+    }
+}
+
+/// [`run_in_one`] while its `/readyz` is flooded for the first [`FLOOD_FOR`] of the pipeline:
+/// what probes cost a catch-up. The flood's clients run on the same cores.
+pub fn run_flooded(
+    rig: &Rig,
+    scenario: &Scenario,
+    data: &Dataset,
+    expected: u64,
+) -> Result<(CatchUp, Flood)> {
+    let upload = upload(rig, scenario, data, "0")?;
+    let importance = data.importance.display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let metrics = format!("127.0.0.1:{port}");
+    let mut args = vec!["run", "--workers", "2", "--shards", "1", "--metrics-addr", &metrics];
+    args.extend(detect_args(scenario, &importance));
+    let run = rig.spawn(scenario, "run", &args)?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (flooded, run) = std::thread::scope(|threads| {
+        let flooder = threads.spawn(|| flood(addr, &done));
+        let run = run.wait(PROCESS_TIMEOUT);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (flooder.join(), run)
+    });
+    let flooded = flooded.map_err(|_| anyhow::anyhow!("the flood's clients panicked"))?;
+    let run = run?;
+    Ok((finish(rig, scenario, data, expected, upload, run.wall_ms, vec![run])?, flooded))
+}
+
 /// Two `txp consume --workers 1` and one `txp detect`, started together after the upload.
 pub fn run_split(rig: &Rig, scenario: &Scenario, data: &Dataset, expected: u64) -> Result<CatchUp> {
     let upload = upload(rig, scenario, data, "0")?;
@@ -216,6 +305,28 @@ fn floor_check(what: &str, floors: &Floors, run: &CatchUp) -> Check {
     }
 }
 
+/// How much a `/readyz` flood slowed `txp run`. `/readyz` answers from a result cached for a
+/// second, so the flood's cost is HTTP handling (and the clients' own CPU on the same cores), not
+/// database, broker or store round trips.
+fn flood_check(plain: &CatchUp, flooded: &CatchUp, flood: Option<&Flood>) -> Check {
+    let answered = flood.map_or(0, |f| f.answered);
+    Check {
+        what: format!(
+            "catch-up under a {} s /readyz flood ({FLOOD_CLIENTS} clients) / without, txp run on PostgreSQL",
+            FLOOD_FOR.as_secs()
+        ),
+        target: "≤ 1.5×, the flood answered".to_owned(),
+        measured: format!(
+            "{} ({} vs {}; {} probes answered)",
+            ratio(flooded.pipeline_ms, plain.pipeline_ms),
+            seconds(flooded.pipeline_ms),
+            seconds(plain.pipeline_ms),
+            thousands(answered)
+        ),
+        pass: 2 * flooded.pipeline_ms <= 3 * plain.pipeline_ms && answered > 0,
+    }
+}
+
 /// The catch-up benchmark on `rows` rows.
 pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, serde_json::Value)> {
     println!("catch-up: generating {} rows", thousands(rows));
@@ -236,7 +347,8 @@ pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, ser
 
     let mut runs = Vec::new();
     let mut stage_profile = Vec::new();
-    for shape in ["run", "split", "embedded"] {
+    let mut flooded = None;
+    for shape in ["run", "flood", "split", "embedded"] {
         let scenario = match shape {
             "embedded" => rig.embedded("embedded")?,
             _ => rig.services(shape)?,
@@ -244,6 +356,17 @@ pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, ser
         println!("catch-up: {shape}");
         let result = match shape {
             "split" => run_split(rig, &scenario, &data, floors.expected_detections),
+            "flood" => run_flooded(rig, &scenario, &data, floors.expected_detections).map(|(run, flood)| {
+                println!(
+                    "          /readyz flood: {} answered ({} ready), {} refused or cut, over {}",
+                    thousands(flood.answered),
+                    thousands(flood.ready),
+                    thousands(flood.failed),
+                    seconds(flood.flood_ms)
+                );
+                flooded = Some(flood);
+                run
+            }),
             _ => run_in_one(rig, &scenario, &data, floors.expected_detections),
         };
         if shape == "run" && result.is_ok() {
@@ -264,6 +387,8 @@ pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, ser
         );
         runs.push(run);
     }
+    // The flooded run is compared with the plain one, not with the rate targets.
+    let flood_run = runs.remove(1);
     let names = [
         "txp run (2 workers, 1 shard), PostgreSQL + RabbitMQ + SeaweedFS",
         "2 × txp consume + txp detect, PostgreSQL + RabbitMQ + SeaweedFS",
@@ -276,12 +401,15 @@ pub fn bench(rig: &Rig, rows: u64) -> Result<(serde_json::Value, Vec<Check>, ser
     for (run, name) in runs.iter().zip(names).take(2) {
         checks.push(floor_check(name, &floors, run));
     }
+    checks.push(flood_check(&runs[0], &flood_run, flooded.as_ref()));
     let settings = json!({ "rows": rows, "chunk_rows": 10_000, "seed": 0, "preset": "banksim",
         "shapes": names });
     let figures = json!({
         "generate": data.generate,
         "floors": floors,
         "runs": runs,
+        "flooded_run": flood_run,
+        "flood": flooded,
         "profile_txp_run": stage_profile,
     });
     Ok((settings, checks, figures))

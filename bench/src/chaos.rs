@@ -759,7 +759,7 @@ fn verify(rig: &Rig, scenario: &Scenario, plan: &Plan, data: &Data) -> Result<St
 /// Every bad row in the quarantine exactly once, and nothing else there. Returns the rows found.
 fn quarantine(rig: &Rig, services: &Services, plan: &Plan, failures: &mut Vec<String>) -> Result<usize> {
     let scenario = &services.scenario;
-    let url = txp_consumer::consume::quarantine_beside(&scenario.input);
+    let url = txp_core::layout::quarantine_beside(&scenario.input);
     let s3 = txp_connectors::store::S3Settings {
         endpoint_url: Some(rig.s3.endpoint.clone()),
         region: Some("us-east-1".to_owned()),

@@ -3,9 +3,11 @@
 //! transaction, and only then ack the message.
 //!
 //! Failures are sorted before anything is retried:
-//! - permanent (a body that does not decode, an unknown version, an object still missing after
-//!   retries, a SHA-256 mismatch, other content already committed under the same index): the
-//!   message goes to the dead-letter queue at once, with its reason;
+//! - permanent (a body that does not decode, an unknown version, a message the stream's registry
+//!   does not allow (another store, keys outside its chunk's folder, a chunk no upload stored:
+//!   [`crate::registry`]), an object still missing after retries, a SHA-256 mismatch, other
+//!   content already committed under the same index): the message goes to the dead-letter queue
+//!   at once, with its reason;
 //! - transient (store, database or broker unreachable): the message is released for redelivery,
 //!   which counts toward the queue's delivery limit, after a backoff; on its last delivery it is
 //!   dead-lettered with the last error as its reason.
@@ -13,11 +15,11 @@
 //! While a chunk is worked on, its lease is extended (SQS `ChangeMessageVisibility`, the
 //! embedded queue's `visible_at_ms`; RabbitMQ keeps an unacked delivery with its channel).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -30,6 +32,7 @@ use txp_core::message::ChunkMessage;
 use txp_telemetry::events::{self, ErrorKind, Stage};
 
 use crate::chunks::{CommitOutcome, commit_chunk};
+use crate::registry::{self, Refusal, RegisteredStream};
 use crate::shutdown::Shutdown;
 
 /// Where a crash test stops a consumer (`txp consume --crash-at POINT:CHUNK`, hidden).
@@ -58,7 +61,7 @@ impl std::str::FromStr for ConsumerCrash {
 /// How a consumer works.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerOptions {
-    /// Where rejected rows go; `None`: beside the input (`…/input` → `…/quarantine`).
+    /// Where rejected rows go, for every stream; `None`: each stream's own, from its registry row.
     pub quarantine: Option<String>,
     pub s3: S3Settings,
     /// Retries of a store read within one delivery.
@@ -87,6 +90,15 @@ pub enum Handled {
 enum Failure {
     Permanent(String),
     Transient(String),
+}
+
+/// A registry refusal: permanent when the message is not allowed, transient when the database
+/// could not say.
+fn refused(refusal: Refusal) -> Failure {
+    match refusal {
+        Refusal::Untrusted(reason) => Failure::Permanent(reason),
+        Refusal::Database(e) => Failure::Transient(format!("database: {e}")),
+    }
 }
 
 fn store_failure(e: StoreError) -> Failure {
@@ -121,18 +133,9 @@ pub struct ChunkConsumer {
     options: ConsumerOptions,
     /// Stores by URL, opened on first use.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
-    /// Streams found in the `stream` table. Its rows are never deleted, so a stream found once
-    /// is not looked up again.
-    known_streams: Mutex<HashSet<String>>,
-}
-
-/// The quarantine beside an input folder: `…/input` → `…/quarantine`, else `…-quarantine`.
-pub fn quarantine_beside(store_url: &str) -> String {
-    let trimmed = store_url.trim_end_matches('/');
-    match trimmed.rsplit_once('/') {
-        Some((parent, "input")) => format!("{parent}/quarantine"),
-        _ => format!("{trimmed}-quarantine"),
-    }
+    /// Registry rows of the streams seen, by name. Rows are never deleted and their input and
+    /// quarantine never change, so a stream found once is not looked up again.
+    streams: Mutex<HashMap<String, RegisteredStream>>,
 }
 
 /// The quarantine file of a chunk: one row per rejected row, with where and why.
@@ -162,13 +165,7 @@ pub fn quarantine_csv(aggregate: &ChunkAggregate) -> Vec<u8> {
 
 impl ChunkConsumer {
     pub fn new(db: DatabaseConnection, queue: Arc<dyn Queue>, options: ConsumerOptions) -> Self {
-        Self {
-            db,
-            queue,
-            options,
-            stores: Mutex::new(HashMap::new()),
-            known_streams: Mutex::new(HashSet::new()),
-        }
+        Self { db, queue, options, stores: Mutex::new(HashMap::new()), streams: Mutex::new(HashMap::new()) }
     }
 
     /// The queue it consumes.
@@ -186,24 +183,15 @@ impl ChunkConsumer {
         Ok(store)
     }
 
-    /// Checks that a stream is recorded: `txp upload` records its stream before the first
-    /// message, and a detector learns the stream's end from that row. A chunk of a stream this
-    /// database does not know (a publisher on another database, a message copied from another
-    /// deployment) would be committed and never folded to an end: it is dead-lettered instead.
-    async fn known_stream(&self, stream: &str) -> Result<(), Failure> {
-        if self.known_streams.lock().await.contains(stream) {
-            return Ok(());
+    /// The registry row of a stream, cached: a stream's input root and quarantine never change
+    /// once recorded.
+    async fn registered(&self, name: &str) -> Result<RegisteredStream, Failure> {
+        if let Some(stream) = self.streams.lock().await.get(name) {
+            return Ok(stream.clone());
         }
-        match txp_entity::stream::Entity::find_by_id(stream.to_owned()).one(&self.db).await {
-            Ok(Some(_)) => {
-                self.known_streams.lock().await.insert(stream.to_owned());
-                Ok(())
-            }
-            Ok(None) => Err(Failure::Permanent(format!(
-                "unknown stream `{stream}`: no upload recorded it in this database (txp upload records a stream before its first message)"
-            ))),
-            Err(e) => Err(Failure::Transient(format!("database: {e}"))),
-        }
+        let stream = registry::find_registered(&self.db, name).await.map_err(refused)?;
+        self.streams.lock().await.insert(name.to_owned(), stream.clone());
+        Ok(stream)
     }
 
     /// Reads one object, retrying transient failures and a missing object (it may not be
@@ -228,21 +216,28 @@ impl ChunkConsumer {
         }
     }
 
-    /// Everything but the ack: decode, fetch, check, aggregate, quarantine, commit.
+    /// Everything but the ack: decode, check against the registry, fetch, check, aggregate,
+    /// quarantine, commit. A message that names anything the stream's registry does not allow
+    /// (another store, keys outside its chunk's folder, a chunk the uploader never stored) is
+    /// refused before anything is read or written: the store and the quarantine are the
+    /// registry's, never the message's.
     async fn process(&self, delivery: &Delivery) -> Result<Handled, Failure> {
         let message = ChunkMessage::decode(&delivery.body).map_err(|e| Failure::Permanent(e.to_string()))?;
         let stream = message.stream.clone();
         let chunk = message.chunk;
+        registry::check_layout(&message).map_err(refused)?;
+        let registered = self.registered(&stream).await?;
+        registry::check_store(&message, &registered).map_err(refused)?;
         // A redelivery of a committed chunk needs no fetch.
         match crate::chunks::find_record(&self.db, &stream, chunk).await {
             Ok(Some(r)) if r.sha256 == message.sha256 && r.skipped_reason.is_none() => {
                 return Ok(Handled::Duplicate { stream, chunk });
             }
             Ok(Some(r)) => return Err(conflict(&message, &r.sha256, r.skipped_reason.as_deref())),
-            Ok(None) => self.known_stream(&stream).await?,
+            Ok(None) => registry::check_ledger(&self.db, &message).await.map_err(refused)?,
             Err(e) => return Err(Failure::Transient(format!("database: {e}"))),
         }
-        let store = self.store(&message.store).await?;
+        let store = self.store(&registered.input).await?;
         let mut hasher = Sha256::new();
         let mut aggregator = ChunkAggregator::new(chunk);
         let (mut fetching, mut parsing) = (Duration::ZERO, Duration::ZERO);
@@ -271,8 +266,8 @@ impl ChunkConsumer {
         events::stage_finished(Stage::Parse, parsing);
         let (valid, rejected) = (aggregate.valid_rows, aggregate.rejected.len() as u64);
         if rejected > 0 {
-            let url = self.options.quarantine.clone().unwrap_or_else(|| quarantine_beside(&message.store));
-            let quarantine = self.store(&url).await?;
+            let url = self.options.quarantine.as_deref().unwrap_or(&registered.quarantine);
+            let quarantine = self.store(url).await?;
             quarantine.put(&chunk_folder(chunk), quarantine_csv(&aggregate)).await.map_err(store_failure)?;
         }
         let crash = self.options.crash_at.filter(|(_, at)| *at == chunk).map(|(point, _)| point);
@@ -539,13 +534,6 @@ pub(crate) fn micros(took: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quarantine_is_beside_the_input() {
-        assert_eq!(quarantine_beside("s3://b/streaming/input"), "s3://b/streaming/quarantine");
-        assert_eq!(quarantine_beside("file:///data/input/"), "file:///data/quarantine");
-        assert_eq!(quarantine_beside("s3://b/chunks"), "s3://b/chunks-quarantine");
-    }
 
     #[test]
     fn quarantine_rows_keep_line_column_reason_and_raw() {

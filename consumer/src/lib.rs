@@ -6,6 +6,8 @@
 //! - [`detect`]: one detector per (stream, shard), fenced by its fold position;
 //! - [`output_files`]: output files decided in the database before they are written;
 //! - [`reconcile`]: chunks stored but never committed, whose message was lost, published again;
+//! - [`registry`]: the stream registry, the authority a message is checked against, and
+//!   the stream a command means when none is named;
 //! - [`replay`]: dead letters back to the main queue, audited, with a loop guard;
 //! - [`chunk_folder`]: chunk folders in a local directory (`txp verify --input`);
 //! - [`statistics`]: the persisted running statistics a restart resumes from, and pruning;
@@ -20,6 +22,7 @@ pub mod detect;
 pub mod handoff;
 pub mod output_files;
 pub mod reconcile;
+pub mod registry;
 pub mod replay;
 pub mod shutdown;
 pub mod statistics;

@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use txp_connectors::queue::{Depth, Queue, QueueError};
+use txp_core::message::ChunkMessage;
 use txp_entity::{chunk_record, upload_ledger};
+
+use crate::registry::{self, Refusal};
 
 /// What reconcile found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +26,9 @@ pub struct ReconcileReport {
     pub republished: Vec<u64>,
     /// Chunks stored and not committed whose message is in the dead-letter queue.
     pub dead_lettered: Vec<u64>,
+    /// Chunks whose recorded message the stream's registry does not allow (the consumers'
+    /// rules): not published, with the reason.
+    pub not_allowed: Vec<(u64, String)>,
 }
 
 /// Why reconcile stopped.
@@ -71,7 +77,7 @@ async fn dead_lettered(queue: &Arc<dyn Queue>, stream: &str) -> Result<BTreeSet<
             Ok(batch) if batch.is_empty() => break Ok(()),
             Ok(batch) => {
                 for dead in batch {
-                    if let Ok(message) = txp_core::message::ChunkMessage::decode(&dead.delivery.body)
+                    if let Ok(message) = ChunkMessage::decode(&dead.delivery.body)
                         && message.stream == stream
                     {
                         chunks.insert(message.chunk);
@@ -125,6 +131,21 @@ pub async fn reconcile(
     }
     for row in lost {
         let chunk = u64::try_from(row.chunk_index).unwrap_or(0);
+        // The consumers' rules apply to what reconcile publishes too: a recorded message that
+        // does not decode, or that its stream's registry no longer allows, is reported instead.
+        let admitted = match ChunkMessage::decode(row.message.as_bytes()) {
+            Ok(message) => match registry::admit(db, &message).await {
+                Ok(_) => Ok(()),
+                Err(Refusal::Untrusted(reason)) => Err(reason),
+                Err(Refusal::Database(e)) => return Err(e.into()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = admitted {
+            tracing::warn!(%stream, chunk, %reason, "a recorded message is not allowed; not published");
+            report.not_allowed.push((chunk, reason));
+            continue;
+        }
         if !dry_run {
             queue.publish(row.message.as_bytes()).await?;
             txp_telemetry::events::message_published(queue.backend());

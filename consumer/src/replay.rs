@@ -7,6 +7,9 @@
 //! refused by the loop guard) are held until the end of the run, then given back unchanged, so
 //! that one run sees each at most once.
 //!
+//! A dead letter that is a chunk message its stream's registry does not allow (docs/operations.md,
+//! "Trust boundaries") is left where it is: the consumers' rules apply before a publish too.
+//!
 //! The loop guard: a message replayed `max_replays` times already (counted in the audit by its
 //! body's SHA-256) is not replayed again; its cause is evidently not fixed, and `txp skip` is
 //! the way on. Within one run, a message that comes back to the dead-letter queue while the run
@@ -21,9 +24,10 @@ use sea_orm::{
 };
 use txp_connectors::database::now_ms;
 use txp_connectors::queue::{DeadLetter, Queue, QueueError};
-use txp_core::message::sha256_hex;
+use txp_core::message::{ChunkMessage, sha256_hex};
 use txp_entity::replay_audit;
 
+use crate::registry::{self, Refusal};
 use crate::shutdown::Shutdown;
 
 /// How many dead letters one receive asks for (SQS's maximum).
@@ -51,7 +55,7 @@ impl Default for ReplayOptions {
 }
 
 /// What became of one dead letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayAction {
     /// Back on the main queue.
     Replayed,
@@ -59,6 +63,10 @@ pub enum ReplayAction {
     WouldReplay,
     /// Left in the dead-letter queue: replayed `times` times already.
     Refused { times: u64 },
+    /// Left in the dead-letter queue: a chunk message that its stream's registry does not allow
+    /// (another store, keys outside its chunk's folder, a chunk no upload stored); consumers
+    /// would dead-letter it again, whatever was fixed.
+    Untrusted { reason: String },
 }
 
 /// One dead letter the run took, and what it did with it.
@@ -171,6 +179,24 @@ async fn take(
                 attempts: dead.attempts,
                 action: ReplayAction::WouldReplay,
             };
+            // The consumers' rules, checked before publishing: a forged or tampered message is
+            // not put back on the main queue. A body that does not decode as a chunk message of
+            // this version is replayed as it is (consumers of a newer version may read it).
+            if let Ok(message) = ChunkMessage::decode(&dead.delivery.body) {
+                match registry::admit(db, &message).await {
+                    Ok(_) => {}
+                    Err(Refusal::Untrusted(reason)) => {
+                        letter.action = ReplayAction::Untrusted { reason };
+                        if !options.dry_run {
+                            audit(db, queue, queue_name, &letter, &sha256, "untrusted").await?;
+                        }
+                        report.letters.push(letter);
+                        held.push(dead);
+                        continue;
+                    }
+                    Err(Refusal::Database(e)) => return Err(e.into()),
+                }
+            }
             let times = replays_of(db, queue_name, &sha256).await?;
             if times >= u64::from(options.max_replays) {
                 letter.action = ReplayAction::Refused { times };

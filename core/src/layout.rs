@@ -25,6 +25,16 @@ pub fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") && name.ends_with(".csv")
 }
 
+/// The quarantine beside an input root: `…/input` → `…/quarantine`, else `…-quarantine`. What
+/// `txp upload` records for a stream when `--quarantine` is not given.
+pub fn quarantine_beside(input_root: &str) -> String {
+    let trimmed = input_root.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((parent, "input")) => format!("{parent}/quarantine"),
+        _ => format!("{trimmed}-quarantine"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +56,12 @@ mod tests {
         }
         assert!(is_part_file("part-00000.csv"));
         assert!(!is_part_file("_SUCCESS"));
+    }
+
+    #[test]
+    fn quarantine_is_beside_the_input() {
+        assert_eq!(quarantine_beside("s3://b/streaming/input"), "s3://b/streaming/quarantine");
+        assert_eq!(quarantine_beside("file:///data/input/"), "file:///data/quarantine");
+        assert_eq!(quarantine_beside("s3://b/chunks"), "s3://b/chunks-quarantine");
     }
 }

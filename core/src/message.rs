@@ -113,6 +113,49 @@ impl ChunkMessage {
     }
 }
 
+impl ChunkMessage {
+    /// What, if anything, makes this message name something other than its own chunk in the
+    /// layout of docs/patterns.md §1: `success` must be `chunk_<chunk>.csv/_SUCCESS`, `objects`
+    /// one or more `chunk_<chunk>.csv/part-*.csv` in strictly ascending name order, and `chunk`
+    /// an index the database can record (at most `i64::MAX`). Nothing else is trusted to come
+    /// from the message: a consumer reads only these keys, and only under the stream's
+    /// registered root.
+    pub fn layout_error(&self) -> Option<String> {
+        if i64::try_from(self.chunk).is_err() {
+            return Some(format!("chunk index {} is beyond what the ledger can record", self.chunk));
+        }
+        let folder = crate::layout::chunk_folder(self.chunk);
+        let success = format!("{folder}/{}", crate::layout::SUCCESS);
+        if self.success != success {
+            return Some(format!(
+                "`success` is `{}`, not the layout's key for chunk {}: `{success}`",
+                self.success, self.chunk
+            ));
+        }
+        if self.objects.is_empty() {
+            return Some("`objects` is empty: a chunk has at least one part file".to_owned());
+        }
+        let mut previous: Option<&str> = None;
+        for key in &self.objects {
+            let name = key.strip_prefix(&folder).and_then(|rest| rest.strip_prefix('/'));
+            let is_part = name.is_some_and(|name| {
+                crate::layout::is_part_file(name) && !name.contains(['/', '\\']) && !name.contains("..")
+            });
+            if !is_part {
+                return Some(format!(
+                    "object `{key}` is not a part file of chunk {} (the layout's keys are `{folder}/part-*.csv`)",
+                    self.chunk
+                ));
+            }
+            if previous.is_some_and(|p| p >= key.as_str()) {
+                return Some(format!("`objects` are not in strictly ascending name order at `{key}`"));
+            }
+            previous = Some(key);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +218,52 @@ mod tests {
             error.starts_with("not a chunk message: 262145 bytes, over the limit of 262144 bytes"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_layout_check_accepts_only_the_chunks_own_keys() {
+        assert_eq!(message().layout_error(), None);
+        let two_parts = ChunkMessage {
+            objects: vec!["chunk_3.csv/part-00000.csv".into(), "chunk_3.csv/part-00001.csv".into()],
+            ..message()
+        };
+        assert_eq!(two_parts.layout_error(), None);
+        let cases: [(ChunkMessage, &str); 9] = [
+            (ChunkMessage { chunk: 4, ..message() }, "not the layout's key for chunk 4"),
+            (ChunkMessage { success: "chunk_3.csv/_SUCCESS2".into(), ..message() }, "`success` is"),
+            (ChunkMessage { objects: vec![], ..message() }, "`objects` is empty"),
+            (
+                ChunkMessage { objects: vec!["chunk_4.csv/part-00000.csv".into()], ..message() },
+                "not a part file",
+            ),
+            (
+                ChunkMessage { objects: vec!["chunk_3.csv/../x/part-0.csv".into()], ..message() },
+                "not a part file",
+            ),
+            (
+                ChunkMessage { objects: vec!["chunk_3.csv/sub/part-0.csv".into()], ..message() },
+                "not a part file",
+            ),
+            (ChunkMessage { objects: vec!["chunk_3.csv/data.csv".into()], ..message() }, "not a part file"),
+            (
+                ChunkMessage {
+                    objects: vec!["chunk_3.csv/part-1.csv".into(), "chunk_3.csv/part-0.csv".into()],
+                    ..message()
+                },
+                "ascending",
+            ),
+            (
+                ChunkMessage {
+                    chunk: u64::MAX,
+                    success: format!("chunk_{}.csv/_SUCCESS", u64::MAX),
+                    ..message()
+                },
+                "beyond what the ledger can record",
+            ),
+        ];
+        for (m, expected) in cases {
+            let error = m.layout_error().unwrap_or_default();
+            assert!(error.contains(expected), "{m:?}: {error}");
+        }
     }
 }

@@ -13,6 +13,9 @@ pub struct Model {
     pub source: String,
     /// The store's root URL the chunks were written to.
     pub destination: String,
+    /// Where consumers write the stream's rejected rows (`txp upload --quarantine`); `None` for
+    /// streams recorded before it was kept: beside `destination`.
+    pub quarantine: Option<String>,
     pub chunk_rows: i64,
     /// The last chunk index, set when the source is exhausted (end of stream); `None` before.
     pub last_chunk: Option<i64>,

@@ -9,6 +9,7 @@ mod m20261201_000002_consumer_detector;
 mod m20261202_000003_replay_audit;
 mod m20261202_000004_statistics;
 mod m20261203_000005_chunk_pair_key;
+mod m20261207_000006_stream_quarantine;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_replay_audit::Migration),
             Box::new(m20261202_000004_statistics::Migration),
             Box::new(m20261203_000005_chunk_pair_key::Migration),
+            Box::new(m20261207_000006_stream_quarantine::Migration),
         ]
     }
 }

@@ -283,9 +283,13 @@ pub fn run(args: &ExplainArgs, settings: &Settings) -> Result<Outcome, Error> {
                 .hint(format!("txp explain --pattern {pattern} --customer ID --merchant ID (the ids of an output file's row)")));
         }
     };
-    let stream = settings.stream.clone();
-    let found = runtime()?.block_on(async {
+    let (stream, found) = runtime()?.block_on(async {
         let db = connect(settings).await?;
+        let (_signal, never) = txp_consumer::shutdown::channel();
+        let Some(chosen) = super::with_stream(settings, &db, false, never).await? else {
+            return Ok((settings.stream.clone(), None));
+        };
+        let stream = chosen.stream;
         let known = known_streams(&db).await.map_err(|e| db_error(&e))?;
         if !known.contains(&stream) {
             return Err(Error::usage(format!("there is no stream `{stream}` in this database"))
@@ -294,13 +298,13 @@ pub fn run(args: &ExplainArgs, settings: &Settings) -> Result<Outcome, Error> {
         let Some(row) =
             find(&db, &stream, pattern, &customer, &args.merchant).await.map_err(|e| db_error(&e))?
         else {
-            return Ok(None);
+            return Ok((stream, None));
         };
         let file = match row.file_id {
             Some(id) => output_file::Entity::find_by_id(id).one(&db).await.map_err(|e| db_error(&e))?,
             None => None,
         };
-        Ok(Some((row, file)))
+        Ok((stream, Some((row, file))))
     })?;
     let Some((row, file)) = found else {
         let who = if customer.is_empty() {

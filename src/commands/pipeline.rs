@@ -320,9 +320,12 @@ pub fn detect(args: &DetectArgs, settings: &Settings, interrupt: &Interrupt) -> 
         let readiness = Readiness { db: Some(db.clone()), queue: None, stores: vec![store.clone()] };
         let _observed = observe::start(settings, "detect", readiness).await?;
         let (_signal, shutdown) = shutdown_on(interrupt);
+        let Some(settings) = super::with_stream(settings, &db, true, shutdown.clone()).await? else {
+            return Ok(Outcome::Success);
+        };
         let detection = Detection { settings: settings.clone(), db: db.clone(), output: store, importance };
         run_shard(&detection, args.shard, args.shards, args.until_idle, None, crash, shutdown).await?;
-        print_status(&db, settings).await;
+        print_status(&db, &settings).await;
         Ok(Outcome::Success)
     })
 }
@@ -406,11 +409,15 @@ pub fn run(args: &RunArgs, settings: &Settings, interrupt: &Interrupt) -> Result
         let readiness =
             Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![output.clone()] };
         let _observed = observe::start(settings, "run", readiness).await?;
+        let (_waiting, shutdown) = shutdown_on(interrupt);
+        let Some(settings) = super::with_stream(settings, &db, true, shutdown).await? else {
+            return Ok(Outcome::Success);
+        };
         let detection = Detection { settings: settings.clone(), db: db.clone(), output, importance };
         let report =
             pipeline(&detection, queue, &args.consume, args.shards, args.until_idle, interrupt).await?;
         print_report(&report);
-        print_status(&db, settings).await;
+        print_status(&db, &settings).await;
         Ok(Outcome::Success)
     })
 }
@@ -438,6 +445,10 @@ async fn print_status(db: &DatabaseConnection, settings: &Settings) {
 pub fn skip(args: &SkipArgs, settings: &Settings) -> Result<Outcome, Error> {
     runtime()?.block_on(async {
         let db = connect(settings).await?;
+        let (_signal, never) = shutdown::channel();
+        let Some(settings) = &super::with_stream(settings, &db, false, never).await? else {
+            return Ok(Outcome::Success);
+        };
         match skip_chunk(&db, &settings.stream, args.chunk, &args.reason)
             .await
             .map_err(|e| Error::usage(format!("database: {e}")))?
@@ -482,10 +493,11 @@ pub fn replay(args: &ReplayArgs, settings: &Settings, interrupt: &Interrupt) -> 
             ReplayError::Database(e) => Error::usage(format!("database: {e}")),
         })?;
         for letter in &report.letters {
-            let action = match letter.action {
+            let action = match &letter.action {
                 ReplayAction::Replayed => "replayed".to_owned(),
                 ReplayAction::WouldReplay => "would replay".to_owned(),
                 ReplayAction::Refused { times } => format!("left ({times} replays already)"),
+                ReplayAction::Untrusted { .. } => "left (not allowed)".to_owned(),
             };
             let chunk = match (&letter.stream, letter.chunk) {
                 (Some(stream), Some(chunk)) => format!("stream {stream} chunk {chunk}"),
@@ -493,14 +505,22 @@ pub fn replay(args: &ReplayArgs, settings: &Settings, interrupt: &Interrupt) -> 
                 _ => "(body names no chunk)".to_owned(),
             };
             println!("{action:<14}{chunk}, {} attempts: {}", letter.attempts, letter.reason);
+            if let ReplayAction::Untrusted { reason } = &letter.action {
+                println!("{:<14}its stream's registry does not allow it: {reason}", "");
+            }
         }
         let replayed = report.count(|a| matches!(a, ReplayAction::Replayed));
         let would = report.count(|a| matches!(a, ReplayAction::WouldReplay));
         let refused = report.count(|a| matches!(a, ReplayAction::Refused { .. }));
+        let untrusted = report.count(|a| matches!(a, ReplayAction::Untrusted { .. }));
         if args.dry_run {
-            println!("dry run: {would} would be replayed, {refused} left by the loop guard; nothing moved");
+            println!("dry run: {would} would be replayed, {refused} left by the loop guard, {untrusted} not allowed; nothing moved");
         } else {
-            println!("{replayed} replayed to {} ({}), {refused} left by the loop guard", &queue.settings().name, queue.backend());
+            println!(
+                "{replayed} replayed to {} ({}), {refused} left by the loop guard, {untrusted} not allowed by their stream's registry",
+                &queue.settings().name,
+                queue.backend()
+            );
         }
         if report.not_matching + report.over_max + report.returned > 0 {
             println!(
@@ -522,6 +542,10 @@ pub fn replay(args: &ReplayArgs, settings: &Settings, interrupt: &Interrupt) -> 
 pub fn reconcile(args: &ReconcileArgs, settings: &Settings) -> Result<Outcome, Error> {
     runtime()?.block_on(async {
         let db = connect(settings).await?;
+        let (_signal, never) = shutdown::channel();
+        let Some(settings) = &super::with_stream(settings, &db, false, never).await? else {
+            return Ok(Outcome::Success);
+        };
         let queue = queue(settings, &db).await?;
         queue.setup().await.map_err(|e| queue_error(&e))?;
         let stream = &settings.stream;
@@ -541,7 +565,10 @@ pub fn reconcile(args: &ReconcileArgs, settings: &Settings) -> Result<Outcome, E
         for chunk in &report.dead_lettered {
             println!("{:<14}chunk {chunk} of stream {stream}: its message is in the dead-letter queue (txp replay)", "left");
         }
-        if report.republished.is_empty() && report.dead_lettered.is_empty() {
+        for (chunk, reason) in &report.not_allowed {
+            println!("{:<14}chunk {chunk} of stream {stream}: its recorded message is not allowed: {reason}", "left");
+        }
+        if report.republished.is_empty() && report.dead_lettered.is_empty() && report.not_allowed.is_empty() {
             println!("stream {stream}: every stored chunk is committed or skipped");
         }
         Ok(Outcome::Success)
@@ -613,7 +640,7 @@ pub fn demo(args: &DemoArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt)
             .await
             .map_err(|e| Error::usage(e.to_string()))?;
         let bar = ui.bar(chunks, "folded", "chunks");
-        let uploader = uploader(&settings, &source.description, store, queue.clone(), db.clone(), None);
+        let uploader = uploader(&settings, &source.description, store, queue.clone(), db.clone(), None, None);
         let progress = DemoProgress(bar.clone());
         let stop = interrupt.clone();
         let upload = tokio::spawn(async move {

@@ -58,7 +58,9 @@ fn upload_error(e: UploadError) -> Error {
         UploadError::Source(e) => {
             Error::usage(e.to_string()).hint("--source takes a transactions file such as BankSim's")
         }
-        UploadError::Conflict { .. } | UploadError::StreamMismatch { .. } => {
+        UploadError::Conflict { .. }
+        | UploadError::StreamMismatch { .. }
+        | UploadError::QuarantineMismatch { .. } => {
             Error::usage(e.to_string()).hint("`txp upload --stream NAME` starts a new stream")
         }
         other => Error::usage(other.to_string()),
@@ -118,13 +120,15 @@ pub(super) fn crash_at<P: std::str::FromStr<Err = String>>(
     Ok(Some((point, n)))
 }
 
-/// The uploader of the settings' stream, cutting and pacing as the settings say.
+/// The uploader of the settings' stream, cutting and pacing as the settings say; `quarantine`
+/// is a store URL (`None`: beside the input).
 pub(super) fn uploader(
     settings: &Settings,
     source_description: &str,
     store: Arc<dyn ObjectStore>,
     queue: Arc<dyn Queue>,
     db: DatabaseConnection,
+    quarantine: Option<String>,
     crash_at: Option<(CrashPoint, u64)>,
 ) -> Uploader {
     Uploader {
@@ -133,6 +137,7 @@ pub(super) fn uploader(
             source_description: source_description.to_owned(),
             chunk_rows: settings.chunk_rows,
             interval: settings.interval,
+            quarantine,
             crash_at,
         },
         store,
@@ -147,6 +152,14 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
     runtime()?.block_on(async {
         let db = connect_waiting(settings).await?;
         let store = open_store(&args.to, &settings.s3).await.map_err(|e| store_error(&e))?;
+        // Recorded as the store's URL (an absolute file:// for a folder), as the input root is:
+        // consumers on other hosts and folders read it from the stream's row.
+        let quarantine = match &args.quarantine {
+            Some(location) => {
+                Some(open_store(location, &settings.s3).await.map_err(|e| store_error(&e))?.url())
+            }
+            None => None,
+        };
         let queue = queue_waiting(settings, &db).await?;
         let readiness =
             Readiness { db: Some(db.clone()), queue: Some(queue.clone()), stores: vec![store.clone()] };
@@ -156,7 +169,7 @@ pub fn run(args: &UploadArgs, settings: &Settings, ui: Ui, interrupt: &Interrupt
             .map_err(|e| Error::usage(e.to_string()).hint("check the --source path or URL"))?;
         let crash_at = crash_at::<CrashPoint>(args.crash_at.as_ref())?;
         let bar = Bar(ui.bytes_bar(source.size.unwrap_or(0), "uploading"));
-        let uploader = uploader(settings, &source.description, store, queue, db, crash_at);
+        let uploader = uploader(settings, &source.description, store, queue, db, quarantine, crash_at);
         let stop = interrupt.clone();
         let result = uploader.run(source, &bar, &move || stop.check().is_err()).await;
         bar.0.finish_and_clear();

@@ -1,18 +1,49 @@
 //! The HTTP endpoint of a long-running process, on one port (`--metrics-addr`, default 9464):
 //! `/metrics` (Prometheus text format), `/healthz` (the process is alive) and `/readyz` (the
-//! database, queue and store answer and the migrations are applied). A few GET routes do not
-//! need a web framework: requests are read up to their blank line and answered, one per
-//! connection.
+//! database, queue and store answer and the migrations are applied).
+//!
+//! The port is open to whatever reaches the pod or host, so the HTTP is left to maintained code:
+//! hyper parses HTTP/1.1 (a malformed request gets its 400, an oversized head its 431) and axum
+//! routes (GET and HEAD, 404 for unknown paths, 405 for other methods; query strings are
+//! ignored). What a client can hold is bounded, so that neither a flood of probes nor a
+//! deliberately slow client can exhaust the process or starve the scrapes:
+//!
+//! - at most [`Limits::max_connections`] connections are served at once. When all are taken
+//!   the accept loop waits for one to end, so new connections wait in the kernel's backlog
+//!   rather than being accepted and dropped;
+//! - a request head must arrive within [`Limits::header_read_timeout`] (hyper's own timer, an
+//!   absolute deadline from the connection's start), so a client trickling its headers
+//!   (slowloris) is cut instead of keeping its connection;
+//! - a request is answered within [`Limits::request_timeout`] (tower-http; 408 otherwise);
+//! - each connection serves one request and closes (no keep-alive, as before), so an idle
+//!   client holds nothing, and a connection as a whole has a deadline, so one that never reads
+//!   its answer is dropped too.
+//!
+//! `/readyz` asks the database, the broker and the store, and kubelets, load balancers and
+//! people probe it at whatever rate they like. Its answer is therefore cached: refreshed at most
+//! once per [`Limits::ready_refresh`], concurrent requests sharing the one check in flight, each
+//! check cut after 5 s. However many probes arrive, the dependencies see about one check a
+//! second.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use futures_util::future::BoxFuture;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::catalogue::CATALOGUE;
 
@@ -29,6 +60,62 @@ pub enum EndpointError {
     #[error("cannot serve metrics on {addr}: {error}")]
     Bind { addr: SocketAddr, error: std::io::Error },
 }
+
+/// What one client, or many, may take from the endpoint. [`Limits::default`] is what a process
+/// serves with; tests shorten the times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further ones wait in the kernel's backlog until one ends.
+    pub max_connections: usize,
+    /// How long a client may take to send its request line and headers, counted from the
+    /// connection's start.
+    pub header_read_timeout: Duration,
+    /// How long a request may take to be answered once its head is read.
+    pub request_timeout: Duration,
+    /// How long a readiness answer is reused before the checks run again.
+    pub ready_refresh: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // A scraper or two and the kubelet's probes make a handful of concurrent requests,
+            // each answered in milliseconds; 64 leaves ample room for more scrapers and people
+            // while capping the sockets, buffers and tasks a flood or slow clients can take.
+            max_connections: 64,
+            // A real client sends its head in one packet; 5 s allows a slow network, not a
+            // client that trickles its headers to hold a connection.
+            header_read_timeout: Duration::from_secs(5),
+            // Above the readiness checks' own 5 s bound, so /readyz reports "took more than
+            // 5 s" rather than a bare 408.
+            request_timeout: Duration::from_secs(10),
+            // Probes every few seconds see a fresh answer; a flood costs one check a second.
+            ready_refresh: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Prometheus' text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The longest request head (request line and headers) read: the routes take no body and few
+/// headers. hyper answers a longer one with 431.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// How long the readiness checks may take together before `/readyz` says they are too slow.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Added to the header and request timeouts to make a connection's whole deadline: time to
+/// write the answer (`/metrics` can be large) to a client that reads slowly, but not forever to
+/// one that never reads and would otherwise keep its connection.
+const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pause after a failed accept: its causes (no file descriptors left, say) last a while, and
+/// retrying at once would spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Histograms and summaries keep their samples until upkeep drains them.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -54,7 +141,7 @@ pub fn install() -> Result<PrometheusHandle, EndpointError> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// The running endpoint; it stops when dropped.
+/// The running endpoint; it stops when dropped, and with it every connection it serves.
 #[derive(Debug)]
 pub struct Endpoint {
     addr: SocketAddr,
@@ -76,99 +163,154 @@ impl Drop for Endpoint {
     }
 }
 
-/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until the endpoint is dropped.
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until the endpoint is dropped,
+/// with the default [`Limits`].
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
     ready: ReadyCheck,
 ) -> Result<Endpoint, EndpointError> {
+    serve_with(addr, handle, ready, Limits::default()).await
+}
+
+/// [`serve`] with the given limits.
+pub async fn serve_with(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    ready: ReadyCheck,
+    limits: Limits,
+) -> Result<Endpoint, EndpointError> {
     let listener = TcpListener::bind(addr).await.map_err(|error| EndpointError::Bind { addr, error })?;
     let bound = listener.local_addr().map_err(|error| EndpointError::Bind { addr, error })?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let upkeep_handle = handle.clone();
-    // Histograms and summaries keep their samples until upkeep drains them.
     let upkeep = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
         loop {
             tick.tick().await;
             upkeep_handle.run_upkeep();
         }
     });
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let (handle, ready) = (handle.clone(), ready.clone());
-            tokio::spawn(async move {
-                if let Err(e) = answer(stream, &handle, &ready).await {
-                    tracing::debug!(error = %e, "a metrics request failed");
-                }
-            });
-        }
-    });
+    let app = router(handle, ready, &limits);
+    let server = tokio::spawn(accept(listener, app, limits));
     Ok(Endpoint { addr: bound, tasks: vec![upkeep, server] })
 }
 
-/// The longest request head read: the routes take no body and few headers.
-const MAX_HEAD: usize = 8 * 1024;
-
-async fn answer(mut stream: TcpStream, handle: &PrometheusHandle, ready: &ReadyCheck) -> std::io::Result<()> {
-    let head =
-        tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await.map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "request head not received in 5 s")
-        })??;
-    let request_line = head.lines().next().unwrap_or_default();
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", handle.render())
-        }
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
-        ("GET" | "HEAD", "/readyz") => match tokio::time::timeout(Duration::from_secs(5), ready()).await {
-            Ok(Ok(())) => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned()),
-            Ok(Err(reason)) => {
-                ("503 Service Unavailable", "text/plain; charset=utf-8", format!("not ready: {reason}\n"))
-            }
-            Err(_) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                "not ready: the checks took more than 5 s\n".to_owned(),
-            ),
-        },
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: try /metrics, /healthz or /readyz\n".to_owned(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".to_owned()),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&response).await?;
-    stream.shutdown().await
+/// What the handlers share.
+#[derive(Clone)]
+struct Shared {
+    handle: PrometheusHandle,
+    readiness: Arc<Readiness>,
 }
 
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > MAX_HEAD {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request head too large"));
-        }
+fn router(handle: PrometheusHandle, ready: ReadyCheck, limits: &Limits) -> Router {
+    let readiness =
+        Arc::new(Readiness { check: ready, refresh: limits.ready_refresh, last: Mutex::new(None) });
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .method_not_allowed_fallback(only_get)
+        .fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .with_state(Shared { handle, readiness })
+}
+
+/// Accepts connections while fewer than `limits.max_connections` are open, each served by its
+/// own task; the tasks live in a `JoinSet`, so aborting this task ends them too.
+async fn accept(listener: TcpListener, app: Router, limits: Limits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEAD)
+        // One request per connection: a kept-alive idle connection would hold its permit.
+        .keep_alive(false);
+    let deadline = limits
+        .header_read_timeout
+        .saturating_add(limits.request_timeout)
+        .saturating_add(RESPONSE_WRITE_TIMEOUT);
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        // The permit comes before the accept: when all are taken, new connections wait in the
+        // kernel's backlog until one ends. (The semaphore is never closed.)
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::debug!(%error, "cannot accept a metrics connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        connections.spawn(async move {
+            // Held until the connection is closed.
+            let _permit = permit;
+            match tokio::time::timeout(deadline, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "a metrics connection failed"),
+                Err(_) => tracing::debug!("a metrics connection outlived its deadline"),
+            }
+        });
     }
-    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The last readiness answer and when it was found.
+struct Readiness {
+    check: ReadyCheck,
+    refresh: Duration,
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl Readiness {
+    /// The cached answer, or a fresh one when it is older than `refresh`.
+    async fn current(&self) -> Result<(), String> {
+        // The lock is held across the check: requests arriving meanwhile queue here and then read
+        // the fresh answer, so a burst of probes costs one check.
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < self.refresh
+        {
+            return answer.clone();
+        }
+        let answer = match tokio::time::timeout(READY_CHECK_TIMEOUT, (self.check)()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("the checks took more than {} s", READY_CHECK_TIMEOUT.as_secs())),
+        };
+        // Stamped when the check ends, so checks start at least `refresh` apart even when slow.
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], shared.handle.render()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Shared>) -> Response {
+    match shared.readiness.current().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+    }
+}
+
+/// Unknown paths: 404 for what the routes would accept, 405 for any other method.
+async fn not_found(method: Method) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        (StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n").into_response()
+    } else {
+        only_get().await
+    }
+}
+
+async fn only_get() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "only GET\n").into_response()
 }
 
 #[cfg(test)]
@@ -176,15 +318,6 @@ mod tests {
     use super::*;
     use crate::catalogue::{CATALOGUE, MetricKind};
     use crate::events;
-
-    async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        (head.lines().next().unwrap().to_owned(), body.to_owned())
-    }
 
     /// Every event fired once under a local recorder: the exporter's output holds exactly the
     /// catalogue's names, each with its type, help text and labels; histograms have buckets.
@@ -246,27 +379,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[tokio::test]
-    async fn routes_answer_and_readiness_reports_its_reason() {
-        let handle = build_recorder().unwrap().handle();
-        let ready_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = ready_now.clone();
-        let ready: ReadyCheck = Arc::new(move || {
-            let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async move { if ok { Ok(()) } else { Err("database: connection refused".to_owned()) } })
-        });
-        let endpoint = serve("127.0.0.1:0".parse().unwrap(), handle, ready).await.unwrap();
-        let addr = endpoint.addr();
-        assert_eq!(get(addr, "/healthz").await.0, "HTTP/1.1 200 OK");
-        let (status, body) = get(addr, "/readyz").await;
-        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
-        assert!(body.contains("database: connection refused"), "{body}");
-        ready_now.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(get(addr, "/readyz").await.0, "HTTP/1.1 200 OK");
-        assert_eq!(get(addr, "/metrics").await.0, "HTTP/1.1 200 OK");
-        assert_eq!(get(addr, "/nope").await.0, "HTTP/1.1 404 Not Found");
-        drop(endpoint);
     }
 }

@@ -23,7 +23,7 @@ use txp_connectors::queue::{Queue, QueueError};
 use txp_connectors::retry::{Backoff, retry};
 use txp_connectors::source::Source;
 use txp_connectors::store::{ObjectStore, StoreError};
-use txp_core::layout::{PART_FILE, SUCCESS, chunk_folder};
+use txp_core::layout::{PART_FILE, SUCCESS, chunk_folder, quarantine_beside};
 use txp_core::message::{ChunkMessage, MESSAGE_VERSION};
 use txp_entity::{stream, upload_ledger};
 use txp_telemetry::events;
@@ -38,6 +38,10 @@ pub struct UploadOptions {
     /// The source as the user gave it (credentials masked), recorded with the stream.
     pub source_description: String,
     pub chunk_rows: NonZeroU64,
+    /// Where consumers write the stream's rejected rows, as a store URL (`--quarantine`);
+    /// `None`: beside the input (`…/input` → `…/quarantine`). Recorded with the stream: consumers
+    /// take it from there, never from a message.
+    pub quarantine: Option<String>,
     /// Chunk i (counted from the first one this run stores) is due i × interval after the
     /// first one's publish confirm.
     pub interval: Duration,
@@ -110,6 +114,10 @@ pub enum UploadError {
         "stream `{stream}` was uploaded to {destination} with {chunk_rows} rows per chunk: resume it with the same --to and --chunk-rows, or use a new --stream"
     )]
     StreamMismatch { stream: String, destination: String, chunk_rows: i64 },
+    #[error(
+        "stream `{stream}` records its quarantine at {recorded}, not {asked}: resume it without --quarantine (or with the same one), or use a new --stream"
+    )]
+    QuarantineMismatch { stream: String, recorded: String, asked: String },
     #[error("interrupted")]
     Interrupted,
 }
@@ -184,10 +192,12 @@ impl Uploader {
         Ok(report)
     }
 
-    /// Creates the stream's row, or checks that a resumed stream has the same destination and
-    /// chunking.
+    /// Creates the stream's row (its registry entry: input root, quarantine, chunking), or
+    /// checks that a resumed stream has the same destination, chunking and quarantine.
     async fn open_stream(&self) -> Result<(), UploadError> {
         let existing = stream::Entity::find_by_id(self.options.stream.clone()).one(&self.db).await?;
+        let quarantine =
+            self.options.quarantine.clone().unwrap_or_else(|| quarantine_beside(&self.store.url()));
         match existing {
             Some(row) => {
                 if row.destination != self.store.url()
@@ -199,12 +209,29 @@ impl Uploader {
                         chunk_rows: row.chunk_rows,
                     });
                 }
+                match (&row.quarantine, &self.options.quarantine) {
+                    (Some(recorded), Some(asked)) if recorded != asked => {
+                        return Err(UploadError::QuarantineMismatch {
+                            stream: row.name,
+                            recorded: recorded.clone(),
+                            asked: asked.clone(),
+                        });
+                    }
+                    (Some(_), _) => {}
+                    // Recorded before streams kept their quarantine: record it now.
+                    (None, _) => {
+                        let mut row = row.into_active_model();
+                        row.quarantine = Set(Some(quarantine));
+                        row.update(&self.db).await?;
+                    }
+                }
             }
             None => {
                 stream::ActiveModel {
                     name: Set(self.options.stream.clone()),
                     source: Set(self.options.source_description.clone()),
                     destination: Set(self.store.url()),
+                    quarantine: Set(Some(quarantine)),
                     chunk_rows: Set(as_i64(self.options.chunk_rows.get())),
                     last_chunk: Set(None),
                     created_at_ms: Set(now_ms()),
