@@ -289,3 +289,20 @@ async fn a_dead_letter_moved_by_the_redrive_policy_says_so() {
         ("delivery limit 1 reached (moved by the SQS redrive policy)", 1)
     );
 }
+
+/// A process whose queues exist (made by `txp queue setup`) looks them up and never creates
+/// them: its IAM role needs no `sqs:CreateQueue` (docs/deploy.md, "IAM").
+#[tokio::test]
+async fn setup_of_existing_queues_looks_them_up_and_creates_nothing() {
+    let moto = moto::start();
+    let first = queue(&moto, "txp-existing", settings(5, Duration::from_secs(30))).await;
+    drop(first);
+    moto.record(true);
+    let again = queue(&moto, "txp-existing", settings(5, Duration::from_secs(30))).await;
+    again.publish(b"{}").await.unwrap();
+    moto.record(false);
+    let actions = moto.recorded_sqs_actions();
+    assert!(actions.iter().any(|a| a == "GetQueueUrl"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "SendMessage"), "{actions:?}");
+    assert!(!actions.iter().any(|a| a == "CreateQueue" || a == "SetQueueAttributes"), "{actions:?}");
+}

@@ -22,6 +22,8 @@ pub struct Moto {
     pub endpoint: String,
     child: Child,
     log: PathBuf,
+    /// Where moto's request recorder writes, once started ([`Moto::record`]).
+    recording: PathBuf,
 }
 
 impl Moto {
@@ -36,11 +38,42 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Starts (true) or stops moto's request recorder.
+    pub fn record(&self, on: bool) {
+        let path = if on { "start-recording" } else { "stop-recording" };
+        let port = self.endpoint.rsplit(':').next().unwrap();
+        let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        let request = format!(
+            "POST /moto-api/recorder/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "{answer}");
+    }
+
+    /// The SQS actions recorded so far (`CreateQueue`, `GetQueueUrl`, …), in order.
+    pub fn recorded_sqs_actions(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+                let headers = entry.get("headers")?.as_object()?;
+                let target =
+                    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))?.1.as_str()?;
+                target.strip_prefix("AmazonSQS.").map(str::to_owned)
+            })
+            .collect()
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.recording);
     }
 }
 
@@ -96,14 +129,16 @@ fn try_start(exe: &PathBuf) -> Result<Moto, String> {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("txp-moto-{}-{port}.log", std::process::id()));
     let log_file = std::fs::File::create(&log).unwrap();
+    let recording = std::env::temp_dir().join(format!("txp-moto-{}-{port}.recording", std::process::id()));
     let child = Command::new(exe)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("MOTO_RECORDER_FILEPATH", &recording)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let mut moto = Moto { endpoint: format!("http://127.0.0.1:{port}"), child, log };
+    let mut moto = Moto { endpoint: format!("http://127.0.0.1:{port}"), child, log, recording };
     let started = Instant::now();
     while started.elapsed() < STARTUP {
         if let Ok(Some(status)) = moto.child.try_wait() {

@@ -348,13 +348,27 @@ impl SqsQueue {
         out.queue_url().map(str::to_owned).ok_or_else(|| self.missing(name, "GetQueueUrl", "QueueUrl"))
     }
 
-    /// CreateQueue, or the existing queue's URL when it exists with other attributes (which
-    /// the caller then sets).
+    /// The existing queue's URL (GetQueueUrl; the caller then checks its attributes), else
+    /// CreateQueue. Looking up first means that a process whose queues were made by `txp queue
+    /// setup` needs no `sqs:CreateQueue` grant (docs/deploy.md, "IAM").
     async fn create(
         &self,
         name: &str,
         attributes: HashMap<QueueAttributeName, String>,
     ) -> Result<String, QueueError> {
+        match self.client.get_queue_url().queue_name(name).send().await {
+            Ok(out) => {
+                if let Some(url) = out.queue_url() {
+                    return Ok(url.to_owned());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue")
+                ) => {}
+            Err(e) => return Err(self.error(name, "looking up the queue URL", &e)),
+        }
         let created =
             self.client.create_queue().queue_name(name).set_attributes(Some(attributes)).send().await;
         match created {
