@@ -212,6 +212,22 @@ fn txp_in(
     cmd
 }
 
+/// `txp upload` of `source` into `input`, unpaced, its messages on the queue `queue_name`.
+fn upload_to(
+    dir: &Path,
+    backend: &Backend,
+    queue_name: &str,
+    database: &str,
+    source: &Path,
+    input: &Path,
+    extra: &[&str],
+) {
+    let mut args = vec!["upload", "--source", source.to_str().unwrap(), "--to", input.to_str().unwrap()];
+    args.extend(["--interval", "0", "--chunk-rows", CHUNK_ROWS]);
+    args.extend(extra);
+    txp_in(dir, backend, queue_name, database, &args).assert().success();
+}
+
 /// The messages `txp upload` recorded, in chunk order.
 fn recorded(rt: &tokio::runtime::Runtime, db: &sea_orm::DatabaseConnection) -> Vec<ChunkMessage> {
     rt.block_on(async {
@@ -297,6 +313,29 @@ fn assert_verified(dir: &Path, source: &Path, importance: &Path, output: &Path) 
     assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
 }
 
+/// `txp detect --until-idle` (no `--stream`: the database's only one) into DIR/output, which
+/// `txp verify` must then find exact.
+fn detect_and_verify(
+    dir: &Path,
+    backend: &Backend,
+    queue_name: &str,
+    database: &str,
+    source: &Path,
+    importance: &Path,
+) {
+    let output = dir.join("output");
+    let detect = [
+        "detect",
+        "--until-idle",
+        "--output",
+        output.to_str().unwrap(),
+        "--importance",
+        importance.to_str().unwrap(),
+    ];
+    stdout(&mut txp_in(dir, backend, queue_name, database, &detect));
+    assert_verified(dir, source, importance, &output);
+}
+
 /// Uploads a stream to a staging queue, publishes forged messages and the genuine ones to the
 /// main queue, consumes, and checks dead letters, commits, file accesses and the quarantine;
 /// then detects with no `--stream` and verifies the output.
@@ -317,20 +356,8 @@ fn forged_messages_are_dead_lettered_and_nothing_outside_is_touched(backend: &Ba
     });
     let input = root.join("input");
     let quarantine = root.join("q-registered");
-    let upload = [
-        "upload",
-        "--source",
-        source.to_str().unwrap(),
-        "--to",
-        input.to_str().unwrap(),
-        "--quarantine",
-        quarantine.to_str().unwrap(),
-        "--interval",
-        "0",
-        "--chunk-rows",
-        CHUNK_ROWS,
-    ];
-    txp_in(&root, backend, &staging, &database, &upload).assert().success();
+    let quarantine = ["--quarantine", quarantine.to_str().unwrap()];
+    upload_to(&root, backend, &staging, &database, &source, &input, &quarantine);
 
     // Decoys: full copies of the input elsewhere, and a folder a key could climb to.
     copy_tree(&input, &root.join("decoy"));
@@ -410,17 +437,7 @@ fn forged_messages_are_dead_lettered_and_nothing_outside_is_touched(backend: &Ba
     assert!(listed.contains("its stream's registry does not allow it: store mismatch"), "{listed}");
 
     // The detector finds the only stream by itself; the output is exact.
-    let output = root.join("output");
-    let detect = [
-        "detect",
-        "--until-idle",
-        "--output",
-        output.to_str().unwrap(),
-        "--importance",
-        importance.to_str().unwrap(),
-    ];
-    stdout(&mut txp_in(&root, backend, &main, &database, &detect));
-    assert_verified(&root, &source, &importance, &output);
+    detect_and_verify(&root, backend, &main, &database, &source, &importance);
 }
 
 #[test]
@@ -552,4 +569,73 @@ fn commands_find_the_only_stream_refuse_to_guess_among_several_and_wait_for_a_fi
     });
     waiting.kill().unwrap();
     let _ = waiting.wait();
+}
+
+/// A stored part file changed after its upload is caught by its digest (dead-lettered, `the
+/// stored chunk has …`) and recovers once restored (`txp replay`); a message announcing other
+/// content for a committed chunk is a conflict. Embedded queue, one worker (chunk order).
+#[test]
+fn a_chunk_changed_in_the_store_is_refused_then_replayed_and_other_content_conflicts() {
+    let backend = Backend::embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (source, importance) = dataset(&root, ROWS, 6);
+    let database = format!("sqlite://{}", root.join("txp.db").display());
+    let input = root.join("input");
+    upload_to(&root, &backend, "staging", &database, &source, &input, &[]);
+    let rt = runtime();
+    let db = rt.block_on(txp_connectors::database::connect(&database)).unwrap();
+    let genuine = recorded(&rt, &db);
+
+    // Chunk 1's part file is changed in the store after its upload.
+    let part = input.join("chunk_1.csv/part-00000.csv");
+    let original = std::fs::read(&part).unwrap();
+    let text = String::from_utf8(original.clone()).unwrap();
+    let changed = text.replacen("'es_transportation'", "'es_health'", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&part, changed).unwrap();
+    // And a message that announces other content for chunk 0, after chunk 0's own.
+    let other = ChunkMessage { sha256: genuine[2].sha256.clone(), ..genuine[0].clone() };
+    let queue = rt.block_on(backend.queue("main", &db));
+    rt.block_on(async {
+        for message in [&genuine[0], &other, &genuine[1], &genuine[2]] {
+            queue.publish(&body(message)).await.unwrap();
+        }
+    });
+    let consume = ["consume", "--until-idle", "--workers", "1"];
+    let consumed = stdout(&mut txp_in(&root, &backend, "main", &database, &consume));
+    assert!(consumed.contains("consumed    2 committed, 0 duplicates acked, 2 dead-lettered"), "{consumed}");
+    let reasons: Vec<String> = rt.block_on(async {
+        let dead = queue.receive_dead(10).await.unwrap();
+        for letter in &dead {
+            queue.release_dead(letter).await.unwrap();
+        }
+        dead.into_iter().map(|d| d.reason).collect()
+    });
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("sha256 mismatch: the message announced")
+                && r.contains("the stored chunk has")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("conflicting content: chunk 0 of stream `default` was committed")),
+        "{reasons:?}"
+    );
+
+    // Restored, the chunk is replayed and committed; the conflicting message stays.
+    std::fs::write(&part, original).unwrap();
+    let replayed =
+        stdout(&mut txp_in(&root, &backend, "main", &database, &["replay", "--reason", "stored chunk"]));
+    assert!(replayed.contains("1 replayed to main"), "{replayed}");
+    let consumed = stdout(&mut txp_in(&root, &backend, "main", &database, &consume));
+    assert!(consumed.contains("consumed    1 committed"), "{consumed}");
+    let listed = stdout(&mut txp_in(&root, &backend, "main", &database, &["replay", "--dry-run"]));
+    assert!(listed.contains("0 would be replayed, 0 left by the loop guard, 1 not allowed"), "{listed}");
+
+    detect_and_verify(&root, &backend, "main", &database, &source, &importance);
 }
