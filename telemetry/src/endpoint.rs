@@ -281,6 +281,8 @@ impl Readiness {
         };
         // Stamped when the check ends, so checks start at least `refresh` apart even when slow.
         *last = Some((Instant::now(), answer.clone()));
+        // One line per check actually run (not per probe): what shows that probes are cached.
+        tracing::debug!(ready = answer.is_ok(), "readiness checked");
         answer
     }
 }
