@@ -100,7 +100,9 @@ Examples:
   AWS_ENDPOINT_URL=http://127.0.0.1:8333 txp upload --source tx.csv --to s3://bucket/streaming/input \\
       --queue amqp://guest:guest@127.0.0.1:5672/%2f --stream banksim --interval 0
   txp upload --source 'https://drive.google.com/file/d/ID/view' --to s3://bucket/streaming/input --queue sqs://txp-chunks
+  txp upload --source tx.csv --to s3://bucket/streaming/input --quarantine s3://bucket/rejected --stream banksim
 
+The stream's input and quarantine are recorded in the database: consumers read and write only there.
 A restarted upload resumes after the last confirmed chunk; a finished one stores and publishes nothing.")]
     Upload(UploadArgs),
     /// Mechanism Y: consume chunk messages, commit their aggregates, then ack (any number of processes).
@@ -111,7 +113,9 @@ Examples:
   txp consume --until-idle --quarantine s3://bucket/streaming/quarantine
 
 Each chunk is committed with its idempotency record in one transaction before its message is acked;
-poison messages go to the dead-letter queue with a reason. SIGTERM finishes what is in flight, exit 0.")]
+poison messages go to the dead-letter queue with a reason. A chunk is read only from its stream's
+registered input: a message naming another store, or a chunk no upload stored, is dead-lettered unread.
+SIGTERM finishes what is in flight, exit 0.")]
     Consume(ConsumeArgs),
     /// Fold committed chunks in order, evaluate the patterns and write output files exactly once.
     #[command(after_help = "\

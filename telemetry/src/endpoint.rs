@@ -15,6 +15,9 @@
 //!   absolute deadline from the connection's start), so a client trickling its headers
 //!   (slowloris) is cut instead of keeping its connection;
 //! - a request is answered within [`Limits::request_timeout`] (tower-http; 408 otherwise);
+//! - at most [`Limits::accepts_per_second`] connections are accepted a second (after a burst):
+//!   a client that reconnects as fast as it can waits in the backlog instead of taking the
+//!   cores from the pipeline;
 //! - each connection serves one request and closes (no keep-alive, as before), so an idle
 //!   client holds nothing, and a connection as a whole has a deadline, so one that never reads
 //!   its answer is dropped too.
@@ -74,7 +77,14 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// How long a readiness answer is reused before the checks run again.
     pub ready_refresh: Duration,
+    /// Connections accepted per second, after a burst of [`ACCEPT_BURST`]; more wait in the
+    /// kernel's backlog, costing no CPU. However fast a flood reconnects, the endpoint's share
+    /// of the cores stays small, and the pipeline's work goes on.
+    pub accepts_per_second: u32,
 }
+
+/// Connections accepted at once before [`Limits::accepts_per_second`] paces them.
+pub const ACCEPT_BURST: u32 = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -91,6 +101,11 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             // Probes every few seconds see a fresh answer; a flood costs one check a second.
             ready_refresh: Duration::from_secs(1),
+            // Scrapes and probes make a few requests a second; answering a flood at full speed
+            // took over half of a 2-core machine and slowed a catch-up 2.5× (docs/performance.md).
+            // 500 a second costs a few percent of one core, and a request waits for at most
+            // (connections ahead of it) / 500 s: under 0.2 s behind a 64-connection flood.
+            accepts_per_second: 500,
         }
     }
 }
@@ -231,11 +246,13 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
         .saturating_add(limits.request_timeout)
         .saturating_add(RESPONSE_WRITE_TIMEOUT);
     let mut connections = JoinSet::new();
+    let mut pace = Pace::new(limits.accepts_per_second);
     loop {
         while connections.try_join_next().is_some() {}
         // The permit comes before the accept: when all are taken, new connections wait in the
         // kernel's backlog until one ends. (The semaphore is never closed.)
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        pace.wait().await;
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
@@ -254,6 +271,36 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
                 Err(_) => tracing::debug!("a metrics connection outlived its deadline"),
             }
         });
+    }
+}
+
+/// Paces accepts at a rate, after a burst (the generic cell rate algorithm: one instant to keep,
+/// no timer while under the rate).
+struct Pace {
+    interval: Duration,
+    burst: Duration,
+    /// When the next accept is due, at the steady rate.
+    due: Instant,
+}
+
+impl Pace {
+    fn new(per_second: u32) -> Self {
+        let interval = Duration::from_secs(1) / per_second.max(1);
+        Self { interval, burst: interval * ACCEPT_BURST, due: Instant::now() }
+    }
+
+    /// Waits until one more accept is allowed, and counts it.
+    async fn wait(&mut self) {
+        let now = Instant::now();
+        // Idle time earns at most a burst's worth of accepts.
+        let earliest = now.checked_sub(self.burst).unwrap_or(now);
+        if self.due < earliest {
+            self.due = earliest;
+        }
+        if self.due > now {
+            tokio::time::sleep_until(self.due).await;
+        }
+        self.due += self.interval;
     }
 }
 

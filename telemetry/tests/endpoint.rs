@@ -363,3 +363,23 @@ async fn readiness_is_cached_for_the_refresh_interval() {
     let checks = calls.load(Ordering::SeqCst);
     assert!(checks >= 2, "{checks} checks");
 }
+
+/// Accepts are paced: after a burst of `ACCEPT_BURST`, at most `accepts_per_second` connections a
+/// second, so a client reconnecting as fast as it can waits (in the backlog) instead of taking
+/// the cores; every request is still answered.
+#[tokio::test]
+async fn accepts_are_paced_after_a_burst() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let check = counted_check(Arc::new(AtomicBool::new(true)), calls, Duration::ZERO);
+    let limits = Limits { accepts_per_second: 100, ..Limits::default() };
+    let endpoint = start(check, limits).await;
+    let n = endpoint::ACCEPT_BURST + 100;
+    let started = Instant::now();
+    for _ in 0..n {
+        assert_eq!(request(endpoint.addr(), "GET", "/healthz").await.status, "HTTP/1.1 200 OK");
+    }
+    let took = started.elapsed();
+    // 100 beyond the burst at 100 a second: about a second (less one interval), not at once.
+    assert!(took >= Duration::from_millis(950), "{n} requests in {took:?}");
+    assert!(took < Duration::from_secs(5), "{n} requests in {took:?}");
+}
