@@ -1,12 +1,14 @@
 //! Criterion benchmarks of the pure core (docs/performance.md): parse + validate + aggregate of
-//! one 10,000-row chunk, and the incremental engine over the full generated dataset. Run with
-//! `make bench-core` or `cargo bench -p txp-core`.
+//! one 10,000-row chunk, the incremental engine over the full generated dataset, and a chunk
+//! aggregate's encoding (encode, decode, decode one shard of 4). Run with `make bench-core` or
+//! `cargo bench -p txp-core`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use txp_core::aggregate::ChunkAggregate;
+use txp_core::encoding::{decode, decode_shard, encode};
 use txp_core::generate::{GenerateOptions, generate};
 use txp_core::{Engine, ImportanceTable, Preset};
 
@@ -79,6 +81,23 @@ fn benches(c: &mut Criterion) {
     group.bench_function("load_importance_full_dataset", |b| {
         b.iter(|| ImportanceTable::read(black_box(&importance[..])).unwrap());
     });
+
+    // Chunk 30's aggregate (~6,600 pairs, ~48 merchants) as one value (docs/performance.md).
+    group.sample_size(50);
+    let aggregate = &aggregates[30];
+    group.bench_function("encode_chunk_aggregate_10k_rows", |b| {
+        b.iter(|| encode(aggregate.valid_rows, black_box(&aggregate.pairs)).unwrap());
+    });
+    let bytes = encode(aggregate.valid_rows, &aggregate.pairs).unwrap();
+    group.bench_function("decode_chunk_aggregate_10k_rows", |b| {
+        b.iter(|| decode(black_box(&bytes)).unwrap());
+    });
+    // The shards are uneven (two merchants hold a third of the pairs): each of the 4 in turn.
+    for shard in 0..4 {
+        group.bench_function(format!("decode_chunk_aggregate_10k_rows_shard_{shard}_of_4"), |b| {
+            b.iter(|| decode_shard(black_box(&bytes), shard, 4).unwrap());
+        });
+    }
     group.finish();
 }
 

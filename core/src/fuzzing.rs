@@ -1,6 +1,6 @@
-//! What the parsers promise on any input, checked in one place: the fuzz targets (`fuzz/`, run
-//! with `make fuzz`) and the replay of their corpus in the tests (`core/tests/fuzz_corpus.rs`)
-//! call these same functions. docs/fuzzing.md describes both.
+//! What the parsers and decoders promise on any input, checked in one place: the fuzz targets
+//! (`fuzz/`, run with `make fuzz`) and the replay of their corpus in the tests
+//! (`core/tests/fuzz_corpus.rs`) call these same functions. docs/fuzzing.md describes both.
 //!
 //! Each check parses its input through the public entry a caller uses and compares the outcome
 //! with what an independent, deliberately naive reading of the same bytes expects. A check never
@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::io::BufReader;
 
-use crate::aggregate::{ChunkAggregate, ChunkAggregator, Genders};
+use crate::aggregate::{ChunkAggregate, ChunkAggregator, Genders, PairAggregate};
 use crate::contract::{
     IMPORTANCE_COLUMNS, MAX_LINE_BYTES, OnWrongHeader, Rejection, TRANSACTION_COLUMNS, WRONG_HEADER_REASON,
     read_importance, read_transactions, too_long_reason, unquote,
 };
+use crate::encoding::{DecodedChunk, decode, decode_shard, encode};
 use crate::importance::ImportanceTable;
 use crate::message::{ChunkMessage, MESSAGE_VERSION, MessageError};
 
@@ -381,6 +382,89 @@ pub fn message_from_bytes(data: &[u8]) -> ChunkMessage {
     }
 }
 
+/// The chunk aggregate decoder, through [`decode`] and [`decode_shard`]: neither panics; one
+/// shard of one is [`decode`], error included; when [`decode`] succeeds, each shard of 2 to 8
+/// (the number from the input's length) gets exactly the pairs of its merchants and re-encoding
+/// gives back the input byte for byte (the encoding is canonical); when it refuses, one of the
+/// shards refuses with the same error (the merchant's owner, or all of them for a header). And
+/// an aggregate built from the input's bytes survives [`encode`] then [`decode`] unchanged.
+pub fn check_encoding(data: &[u8]) -> Result<(), Violation> {
+    let decoded = decode(data);
+    ensure!(decode_shard(data, 0, 1) == decoded, "shard 0 of 1 decodes otherwise than decode");
+    // One shard's pairs at a time: the fuzzer's memory limit is sized for two decoded values.
+    let shards = 2 + u32::try_from(data.len() % 7).unwrap_or(0);
+    let shard_of = |p: &PairAggregate| crate::shard::shard_of(&p.merchant, shards);
+    match &decoded {
+        Ok(chunk) => {
+            for shard in 0..shards {
+                let part = decode_shard(data, shard, shards);
+                let Ok(part) = part else {
+                    return Err(format!("decode succeeds but shard {shard} of {shards} refuses: {part:?}"));
+                };
+                ensure!(
+                    part.valid_rows == chunk.valid_rows
+                        && part.pairs.iter().eq(chunk.pairs.iter().filter(|p| shard_of(p) == shard)),
+                    "shard {shard} of {shards} is not decode's pairs filtered"
+                );
+            }
+            match encode(chunk.valid_rows, &chunk.pairs) {
+                Ok(again) => ensure!(again == data, "a decoded value encodes to other bytes: not canonical"),
+                Err(e) => return Err(format!("a decoded value cannot be encoded: {e}")),
+            }
+        }
+        Err(error) => {
+            ensure!(!error.to_string().is_empty(), "an error with no message");
+            ensure!(
+                (0..shards).any(|shard| decode_shard(data, shard, shards).as_ref() == Err(error)),
+                "decode refuses ({error}) but no shard of {shards} gives that error"
+            );
+        }
+    }
+    let built = aggregate_from_bytes(data);
+    let bytes =
+        encode(built.valid_rows, &built.pairs).map_err(|e| format!("a built aggregate is refused: {e}"))?;
+    ensure!(decode(&bytes) == Ok(built), "decode(encode(x)) != x for an aggregate built from the input");
+    Ok(())
+}
+
+/// A valid aggregate from arbitrary bytes: the input split on NUL bytes (invalid UTF-8 shown as
+/// U+FFFD) gives (merchant, customer) names two by two, and each pair's figures come from the
+/// FNV-1a hashes of its names (so counts and amounts reach their types' limits); a repeated pair
+/// keeps its first figures, and a count is cut to keep the rows within `u64::MAX` (a pair left
+/// with none is left out).
+pub fn aggregate_from_bytes(data: &[u8]) -> DecodedChunk {
+    use crate::shard::fnv1a64;
+    let names: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let mut pairs: BTreeMap<(String, String), (u64, u128, Genders)> = BTreeMap::new();
+    let mut valid_rows: u64 = 0;
+    for two in names.chunks_exact(2) {
+        let (Some(merchant), Some(customer)) = (two.first(), two.get(1)) else { continue };
+        let (m, c) = (fnv1a64(merchant), fnv1a64(customer));
+        let key =
+            (String::from_utf8_lossy(merchant).into_owned(), String::from_utf8_lossy(customer).into_owned());
+        // Mostly small counts, one in eight up to u64::MAX.
+        let count = if m % 8 == 0 { c.max(1) } else { 1 + c % 1000 };
+        let count = count.min(u64::MAX.saturating_sub(valid_rows));
+        if count == 0 || pairs.contains_key(&key) {
+            continue;
+        }
+        let genders = Genders::from_bits(u8::try_from(1 + c % 15).unwrap_or(1));
+        pairs.insert(key, (count, (u128::from(m) << 64 | u128::from(c)) >> (c % 128), genders));
+        valid_rows = valid_rows.saturating_add(count);
+    }
+    let pairs = pairs
+        .into_iter()
+        .map(|((merchant, customer), (count, amount_micros, genders))| PairAggregate {
+            merchant,
+            customer,
+            count,
+            amount_micros,
+            genders,
+        })
+        .collect();
+    DecodedChunk { valid_rows, pairs }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +493,14 @@ mod tests {
         check_message(b"{\"version\":3}").unwrap();
         check_message(b"\x00\xff\x00").unwrap();
         check_message(&message_from_bytes(b"a\x00b\x00c").encode()).unwrap();
+        check_encoding(b"").unwrap();
+        check_encoding(b"TXPA\x01\x00\x00\x00").unwrap();
+        check_encoding(b"TXPA\x02").unwrap();
+        let built = aggregate_from_bytes(b"m\x00c\x00n\x00d\x00\xff\x00c\x00m\x00c");
+        // "m" draws a huge count, the others small ones; the repeated pair keeps its first figures.
+        assert_eq!(built.pairs.len(), 3);
+        assert!(built.pairs.iter().any(|p| p.count > u64::MAX / 1000));
+        let bytes = encode(built.valid_rows, &built.pairs).unwrap();
+        check_encoding(&bytes).unwrap();
     }
 }

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod contract;
 pub mod decimal;
 pub mod detection;
+pub mod encoding;
 pub mod engine;
 pub mod fuzzing;
 pub mod generate;

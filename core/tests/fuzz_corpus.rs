@@ -5,12 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use txp_core::fuzzing::{Violation, check_chunk, check_importance, check_message};
+use txp_core::fuzzing::{Violation, check_chunk, check_encoding, check_importance, check_message};
 
 type Check = fn(&[u8]) -> Result<(), Violation>;
 
-const TARGETS: [(&str, Check); 3] =
-    [("chunk", check_chunk), ("importance", check_importance), ("message", check_message)];
+const TARGETS: [(&str, Check); 4] = [
+    ("chunk", check_chunk),
+    ("importance", check_importance),
+    ("message", check_message),
+    ("encoding", check_encoding),
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
