@@ -333,7 +333,7 @@ fn run_on_sqlite_writes_every_detection_once() {
             txp_entity::pair_stats::Entity::find().all(&db).await.unwrap(),
             txp_entity::merchant_stats::Entity::find().all(&db).await.unwrap(),
             txp_entity::detector_state::Entity::find().one(&db).await.unwrap().unwrap(),
-            txp_entity::chunk_pair::Entity::find().all(&db).await.unwrap(),
+            txp_entity::chunk_aggregate::Entity::find().all(&db).await.unwrap(),
         )
     });
     assert_eq!((state.folded_through, state.persisted_through), (Some(19), Some(19)));

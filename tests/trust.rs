@@ -298,21 +298,6 @@ fn forgeries(genuine: &[ChunkMessage], dir: &Path) -> Vec<(Vec<u8>, &'static str
     ]
 }
 
-/// `txp verify --output` under the seed preset (the one these tests run with) must agree.
-fn assert_verified(dir: &Path, source: &Path, importance: &Path, output: &Path) {
-    let printed = stdout(txp(dir).args(["--preset", "seed", "verify", "--source"]).arg(source).args([
-        "--chunk-rows",
-        CHUNK_ROWS,
-        "--importance",
-        importance.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]));
-    assert!(printed.contains("OK: the output equals the reference exactly."), "{printed}");
-    let detections = counts(&printed);
-    assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
-}
-
 /// `txp detect --until-idle` (no `--stream`: the database's only one) into DIR/output, which
 /// `txp verify` must then find exact.
 fn detect_and_verify(
@@ -333,7 +318,7 @@ fn detect_and_verify(
         importance.to_str().unwrap(),
     ];
     stdout(&mut txp_in(dir, backend, queue_name, database, &detect));
-    assert_verified(dir, source, importance, &output);
+    assert_seed_output_verified(dir, source, 1000, importance, &output);
 }
 
 /// Uploads a stream to a staging queue, publishes forged messages and the genuine ones to the
@@ -530,7 +515,7 @@ fn commands_find_the_only_stream_refuse_to_guess_among_several_and_wait_for_a_fi
     stdout(&mut txp_db(&early_db, &["consume", "--until-idle"]));
     wait_for("the early detector", Duration::from_secs(120), || early.try_wait().unwrap().is_some());
     assert!(early.wait().unwrap().success(), "{}", read_log());
-    assert_verified(root, &source, &importance, &root.join("output-early"));
+    assert_seed_output_verified(root, &source, 1000, &importance, &root.join("output-early"));
 
     // One stream: `run` with no --stream consumes and detects it.
     let database = format!("sqlite://{}", root.join("txp.db").display());
@@ -541,7 +526,7 @@ fn commands_find_the_only_stream_refuse_to_guess_among_several_and_wait_for_a_fi
     let run_detect = detect_args("output-s1");
     run.extend(run_detect.iter().map(String::as_str));
     stdout(&mut txp_db(&run));
-    assert_verified(root, &source, &importance, &root.join("output-s1"));
+    assert_seed_output_verified(root, &source, 1000, &importance, &root.join("output-s1"));
 
     // Two streams: commands that need one exit 2 naming both.
     upload("s2", "input-s2");

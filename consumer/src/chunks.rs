@@ -1,5 +1,9 @@
 //! The committed chunks in the database: the consumer writes a chunk's idempotency record and its
-//! aggregate rows in one transaction; the detector reads them back in chunk order.
+//! aggregate, encoded as one value (`txp_core::encoding`, one `chunk_aggregate` row), in one
+//! transaction; the detector reads it back in chunk order and decodes only its shard's merchants.
+//! Chunks committed before the encoding have `chunk_pair` rows instead (one per pair): they are
+//! read as before until they are folded and pruned. The per-pair writers stay for the benchmark
+//! that compares the two (`make bench-insert`, the catch-up's floors).
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -7,7 +11,7 @@ use sea_orm::{
     QuerySelect, Set, Statement, TransactionTrait,
 };
 use txp_core::aggregate::{ChunkAggregate, Genders, PairAggregate};
-use txp_entity::{chunk_pair, chunk_record, upload_ledger};
+use txp_entity::{chunk_aggregate, chunk_pair, chunk_record, upload_ledger};
 
 /// Rows per multi-row INSERT: 7 bound parameters a row must stay below SQLite's limit of
 /// 32,766 (and PostgreSQL's 65,535).
@@ -92,18 +96,23 @@ fn not_inserted(existing: Option<chunk_record::Model>, sha256: &str) -> CommitOu
     }
 }
 
-/// Commits a chunk's record and aggregate rows in one transaction, the record first: a
-/// concurrent commit of the same chunk conflicts on the record and writes nothing.
+/// Commits a chunk's record and its encoded aggregate in one transaction, the record first: a
+/// concurrent commit of the same chunk conflicts on the record and writes nothing. `ack` is the
+/// message's ack when the queue lives in this database ([`Queue::ack_in_commit`]): it runs in
+/// the same transaction. On PostgreSQL the commit also wakes the detectors of other processes
+/// (`pg_notify`, delivered when the transaction commits).
+///
+/// [`Queue::ack_in_commit`]: txp_connectors::queue::Queue::ack_in_commit
 pub async fn commit_chunk(
     db: &DatabaseConnection,
     stream: &str,
     sha256: &str,
     aggregate: &ChunkAggregate,
+    ack: Option<Statement>,
     crash_mid_transaction: bool,
 ) -> Result<CommitOutcome, DbErr> {
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        return commit_chunk_copy(db, stream, sha256, aggregate, crash_mid_transaction).await;
-    }
+    let encoded = txp_core::encoding::encode(aggregate.valid_rows, &aggregate.pairs)
+        .map_err(|e| DbErr::Custom(format!("chunk {} of stream `{stream}`: {e}", aggregate.index)))?;
     let txn = db.begin().await?;
     let record = chunk_record::ActiveModel {
         stream: Set(stream.to_owned()),
@@ -120,18 +129,30 @@ pub async fn commit_chunk(
         txn.rollback().await?;
         return Ok(not_inserted(existing, sha256));
     }
-    let method = PairInsert::for_backend(txn.get_database_backend());
-    insert_pairs(&txn, stream, aggregate.index, &aggregate.pairs, method).await?;
+    chunk_aggregate::Entity::insert(chunk_aggregate::ActiveModel {
+        stream: Set(stream.to_owned()),
+        chunk_index: Set(as_i64(aggregate.index)),
+        encoding: Set(encoded),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    if let Some(ack) = ack {
+        txn.execute_raw(ack).await?;
+    }
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        let notify = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [crate::handoff::COMMITS_CHANNEL.into(), stream.into()],
+        );
+        txn.execute_raw(notify).await?;
+    }
     if crash_mid_transaction {
         // For kill tests: die with the transaction open, as `kill -9` would.
         std::process::abort();
     }
     txn.commit().await?;
     Ok(CommitOutcome::Committed)
-}
-
-fn sqlx_err(e: sea_orm::sqlx::Error) -> DbErr {
-    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e.into()))
 }
 
 /// A COPY text-format field: backslash, tab, newline and carriage return escaped.
@@ -148,7 +169,8 @@ fn copy_field(out: &mut String, field: &str) {
 }
 
 /// A chunk's pair rows as COPY text (stream, chunk_index, merchant, customer, txn_count,
-/// amount_micros, genders).
+/// amount_micros, genders): the per-pair commit that the encoding replaced, kept for the
+/// benchmark floor that compares the two.
 pub fn copy_rows(stream: &str, chunk: u64, pairs: &[PairAggregate]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(pairs.len() * 64);
@@ -161,65 +183,6 @@ pub fn copy_rows(stream: &str, chunk: u64, pairs: &[PairAggregate]) -> String {
         let _ = writeln!(out, "\t{}\t{}\t{}", p.count, p.amount_micros, p.genders.bits());
     }
     out
-}
-
-/// [`commit_chunk`] on PostgreSQL: the same transaction (record first, then the rows, then the
-/// wake-up), with the rows sent by COPY, which sea-orm's transactions cannot run: on a
-/// connection of the same pool, through sqlx. COPY costs PostgreSQL less than binding
-/// one array per column (docs/performance.md).
-async fn commit_chunk_copy(
-    db: &DatabaseConnection,
-    stream: &str,
-    sha256: &str,
-    aggregate: &ChunkAggregate,
-    crash_mid_transaction: bool,
-) -> Result<CommitOutcome, DbErr> {
-    use sea_orm::sqlx::{self, Connection as _};
-    let body = copy_rows(stream, aggregate.index, &aggregate.pairs);
-    let mut conn = db.get_postgres_connection_pool().acquire().await.map_err(sqlx_err)?;
-    let mut txn = conn.begin().await.map_err(sqlx_err)?;
-    let inserted = sqlx::query(
-        "INSERT INTO chunk_record (stream, chunk_index, sha256, valid_rows, rejected_rows, pairs, skipped_reason, \
-         committed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7) ON CONFLICT (stream, chunk_index) DO NOTHING",
-    )
-    .bind(stream)
-    .bind(as_i64(aggregate.index))
-    .bind(sha256)
-    .bind(as_i64(aggregate.valid_rows))
-    .bind(as_i64(aggregate.rejected.len() as u64))
-    .bind(as_i64(aggregate.pairs.len() as u64))
-    .bind(now_ms())
-    .execute(&mut *txn)
-    .await
-    .map_err(sqlx_err)?
-    .rows_affected();
-    if inserted == 0 {
-        txn.rollback().await.map_err(sqlx_err)?;
-        drop(conn);
-        return Ok(not_inserted(find_record(db, stream, aggregate.index).await?, sha256));
-    }
-    if !body.is_empty() {
-        let mut copy = txn
-            .copy_in_raw(
-                "COPY chunk_pair (stream, chunk_index, merchant, customer, txn_count, amount_micros, genders) FROM STDIN",
-            )
-            .await
-            .map_err(sqlx_err)?;
-        copy.send(body.into_bytes()).await.map_err(sqlx_err)?;
-        copy.finish().await.map_err(sqlx_err)?;
-    }
-    // Wakes detectors in other processes when (and only if) this commits.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(crate::handoff::COMMITS_CHANNEL)
-        .bind(stream)
-        .execute(&mut *txn)
-        .await
-        .map_err(sqlx_err)?;
-    if crash_mid_transaction {
-        std::process::abort();
-    }
-    txn.commit().await.map_err(sqlx_err)?;
-    Ok(CommitOutcome::Committed)
 }
 
 /// A pair read back from a table that stores it as `chunk_pair` does (count, amount in
@@ -357,7 +320,54 @@ pub async fn load_chunk<C: ConnectionTrait>(
     stream: &str,
     chunk: u64,
 ) -> Result<Option<ChunkAggregate>, DbErr> {
+    load_chunk_shard(db, stream, chunk, 0, 1).await
+}
+
+/// [`load_chunk`] restricted to the pairs of the merchants that shard `shard` of `shards` owns:
+/// only those are decoded (the encoding skips the others' bytes). `valid_rows` is the chunk's.
+pub async fn load_chunk_shard<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    chunk: u64,
+    shard: u32,
+    shards: u32,
+) -> Result<Option<ChunkAggregate>, DbErr> {
     let Some(record) = find_record(db, stream, chunk).await? else { return Ok(None) };
+    let encoded = chunk_aggregate::Entity::find_by_id((stream.to_owned(), as_i64(chunk))).one(db).await?;
+    let where_ = format!("chunk {chunk} of stream `{stream}`");
+    let valid_rows = u64::try_from(record.valid_rows).unwrap_or(0);
+    let pairs = match encoded {
+        Some(row) => {
+            let decoded = txp_core::encoding::decode_shard(&row.encoding, shard, shards)
+                .map_err(|e| DbErr::Custom(format!("{where_}: {e}")))?;
+            if decoded.valid_rows != valid_rows {
+                return Err(DbErr::Custom(format!(
+                    "{where_}: the encoded aggregate has {} valid rows, the record says {valid_rows}",
+                    decoded.valid_rows
+                )));
+            }
+            decoded.pairs
+        }
+        // Committed before the encoding (or skipped: no pairs at all): per-pair rows.
+        None => {
+            let mut pairs = load_pair_rows(db, stream, chunk, &record, &where_).await?;
+            if shards > 1 {
+                pairs.retain(|p| txp_core::shard::shard_of(&p.merchant, shards) == shard);
+            }
+            pairs
+        }
+    };
+    Ok(Some(ChunkAggregate { index: chunk, valid_rows, pairs, rejected: Vec::new() }))
+}
+
+/// The `chunk_pair` rows of a chunk committed before the encoding, checked against its record.
+async fn load_pair_rows<C: ConnectionTrait>(
+    db: &C,
+    stream: &str,
+    chunk: u64,
+    record: &chunk_record::Model,
+    where_: &str,
+) -> Result<Vec<PairAggregate>, DbErr> {
     let rows = chunk_pair::Entity::find()
         .filter(chunk_pair::Column::Stream.eq(stream))
         .filter(chunk_pair::Column::ChunkIndex.eq(as_i64(chunk)))
@@ -365,26 +375,20 @@ pub async fn load_chunk<C: ConnectionTrait>(
         .await?;
     if rows.len() as u64 != u64::try_from(record.pairs).unwrap_or(0) {
         return Err(DbErr::Custom(format!(
-            "chunk {chunk} of stream `{stream}`: {} aggregate rows, the record says {}",
+            "{where_}: {} aggregate rows, the record says {}",
             rows.len(),
             record.pairs
         )));
     }
-    let where_ = format!("chunk {chunk}");
     let mut pairs = rows
         .into_iter()
         .map(|row| {
-            stored_pair(row.merchant, row.customer, row.txn_count, &row.amount_micros, row.genders, &where_)
+            stored_pair(row.merchant, row.customer, row.txn_count, &row.amount_micros, row.genders, where_)
         })
         .collect::<Result<Vec<_>, _>>()?;
     // In Rust's byte order (the database's collation may differ): cheaper here than an ORDER BY.
     pairs.sort_unstable();
-    Ok(Some(ChunkAggregate {
-        index: chunk,
-        valid_rows: u64::try_from(record.valid_rows).unwrap_or(0),
-        pairs,
-        rejected: Vec::new(),
-    }))
+    Ok(pairs)
 }
 
 #[cfg(test)]

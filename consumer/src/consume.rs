@@ -75,8 +75,9 @@ pub struct ConsumerOptions {
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    /// The chunk was committed, then the message acked.
-    Committed { stream: String, chunk: u64, valid: u64, rejected: u64 },
+    /// The chunk was committed, then the message acked (in the commit's own transaction when the
+    /// queue lives in the same database: `acked_in_commit`).
+    Committed { stream: String, chunk: u64, valid: u64, rejected: u64, acked_in_commit: bool },
     /// The chunk was already committed with the same content: acked with no effect.
     Duplicate { stream: String, chunk: u64 },
     /// Moved to the dead-letter queue.
@@ -276,11 +277,14 @@ impl ChunkConsumer {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         let started = Instant::now();
+        let ack = self.queue.ack_in_commit(delivery);
+        let acked_in_commit = ack.is_some();
         let outcome = commit_chunk(
             &self.db,
             &stream,
             &sha256,
             &aggregate,
+            ack,
             crash == Some(ConsumerCrash::MidTransaction),
         )
         .await
@@ -301,7 +305,7 @@ impl ChunkConsumer {
                 if let Some(handoff) = &self.options.handoff {
                     handoff.committed(&stream, aggregate);
                 }
-                Ok(Handled::Committed { stream, chunk, valid, rejected })
+                Ok(Handled::Committed { stream, chunk, valid, rejected, acked_in_commit })
             }
             CommitOutcome::AlreadyCommitted => Ok(Handled::Duplicate { stream, chunk }),
             CommitOutcome::Conflict { recorded_sha256, skipped_reason } => {
@@ -358,7 +362,9 @@ impl ChunkConsumer {
         let limit = self.queue.settings().delivery_limit;
         let handled = match self.process_leased(delivery).await {
             Ok(handled) => {
-                self.queue.ack(delivery).await?;
+                if !matches!(handled, Handled::Committed { acked_in_commit: true, .. }) {
+                    self.queue.ack(delivery).await?;
+                }
                 events::message_acked(backend);
                 match &handled {
                     Handled::Committed { valid, rejected, .. } => events::rows_committed(*valid, *rejected),

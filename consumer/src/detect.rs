@@ -27,7 +27,7 @@ use txp_core::{Detection, Engine, ImportanceTable, Thresholds};
 use txp_entity::{chunk_record, detection, detector_state, stream, upload_ledger};
 use txp_telemetry::events::{self, ErrorKind, ShardPosition, Stage};
 
-use crate::chunks::{high_water, load_chunk, now_ms};
+use crate::chunks::{high_water, load_chunk_shard, now_ms};
 use crate::consume::micros;
 use crate::output_files::{self, FILE_ROWS};
 use crate::shutdown::Shutdown;
@@ -280,17 +280,17 @@ impl Detector {
     /// A chunk's aggregate restricted to this shard's merchants; `None` when not committed.
     async fn load(&self, chunk: u64) -> Result<Option<ChunkAggregate>, DbErr> {
         let handed = self.options.handoff.as_ref().and_then(|h| h.take(&self.options.stream, chunk));
-        let loaded = match handed {
-            Some(aggregate) => Some(aggregate),
-            None => load_chunk(&self.db, &self.options.stream, chunk).await?,
-        };
-        let Some(mut aggregate) = loaded else {
-            return Ok(None);
-        };
-        if self.options.shards > 1 {
-            aggregate.pairs.retain(|p| shard_of(&p.merchant, self.options.shards) == self.options.shard);
+        let (shard, shards) = (self.options.shard, self.options.shards);
+        match handed {
+            Some(mut aggregate) => {
+                if shards > 1 {
+                    aggregate.pairs.retain(|p| shard_of(&p.merchant, shards) == shard);
+                }
+                Ok(Some(aggregate))
+            }
+            // Only this shard's merchants are decoded.
+            None => load_chunk_shard(&self.db, &self.options.stream, chunk, shard, shards).await,
         }
-        Ok(Some(aggregate))
     }
 
     /// Folds the next chunk if it is committed, then writes the files its fold decided.

@@ -17,7 +17,7 @@ use sea_orm::{
 use txp_core::aggregate::PairAggregate;
 use txp_core::detection::Pattern;
 use txp_core::engine::EngineChanges;
-use txp_entity::{chunk_pair, detection, detector_state, merchant_stats, pair_stats};
+use txp_entity::{chunk_aggregate, chunk_pair, detection, detector_state, merchant_stats, pair_stats};
 
 use crate::chunks::{PAIR_ARRAYS, pair_arrays, stored_pair};
 
@@ -186,9 +186,9 @@ pub async fn emitted_through<C: ConnectionTrait>(
         .collect()
 }
 
-/// Deletes the aggregate rows of chunks more than `retention` chunks behind the persisted
-/// position of every shard of the stream (all `shards` of them must have persisted); returns
-/// the rows deleted. `retention` 0 keeps everything.
+/// Deletes the aggregates (encoded, and per-pair rows of chunks committed before the encoding) of
+/// chunks more than `retention` chunks behind the persisted position of every shard of the
+/// stream (all `shards` of them must have persisted); returns the rows deleted. `retention` 0 keeps everything.
 pub async fn prune<C: ConnectionTrait>(
     db: &C,
     stream: &str,
@@ -208,10 +208,16 @@ pub async fn prune<C: ConnectionTrait>(
     if below < 0 {
         return Ok(0);
     }
-    let deleted = chunk_pair::Entity::delete_many()
+    let encoded = chunk_aggregate::Entity::delete_many()
+        .filter(chunk_aggregate::Column::Stream.eq(stream))
+        .filter(chunk_aggregate::Column::ChunkIndex.lte(below))
+        .exec(db)
+        .await?;
+    // Chunks committed before the encoding.
+    let pairs = chunk_pair::Entity::delete_many()
         .filter(chunk_pair::Column::Stream.eq(stream))
         .filter(chunk_pair::Column::ChunkIndex.lte(below))
         .exec(db)
         .await?;
-    Ok(deleted.rows_affected)
+    Ok(encoded.rows_affected + pairs.rows_affected)
 }

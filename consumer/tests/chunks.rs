@@ -17,7 +17,8 @@ fn big_chunk(index: u64, pairs: usize) -> ChunkAggregate {
             customer: format!("'C{i}'"),
             count: 1 + (i as u64 % 7),
             amount_micros: u128::from(u64::MAX) * 3 + i as u128,
-            genders: Genders::from_bits((i % 16) as u8),
+            // Every valid row has a gender: a pair's set is never empty (the encoding refuses one).
+            genders: Genders::from_bits((i % 15) as u8 + 1),
         })
         .collect();
     out.sort_unstable();
@@ -26,18 +27,21 @@ fn big_chunk(index: u64, pairs: usize) -> ChunkAggregate {
 
 async fn exercise(db: &DatabaseConnection) {
     let chunk = big_chunk(3, 12_345);
-    assert_eq!(commit_chunk(db, "s", "aa", &chunk, false).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(commit_chunk(db, "s", "aa", &chunk, None, false).await.unwrap(), CommitOutcome::Committed);
     assert_eq!(load_chunk(db, "s", 3).await.unwrap().unwrap(), chunk);
-    assert_eq!(commit_chunk(db, "s", "aa", &chunk, false).await.unwrap(), CommitOutcome::AlreadyCommitted);
+    assert_eq!(
+        commit_chunk(db, "s", "aa", &chunk, None, false).await.unwrap(),
+        CommitOutcome::AlreadyCommitted
+    );
     assert!(matches!(
-        commit_chunk(db, "s", "bb", &chunk, false).await.unwrap(),
+        commit_chunk(db, "s", "bb", &chunk, None, false).await.unwrap(),
         CommitOutcome::Conflict { recorded_sha256, skipped_reason: None } if recorded_sha256 == "aa"
     ));
     assert!(load_chunk(db, "s", 4).await.unwrap().is_none());
     assert!(skip_chunk(db, "s", 4, "lost").await.unwrap().is_ok());
     assert!(skip_chunk(db, "s", 3, "lost").await.unwrap().is_err());
     assert!(matches!(
-        commit_chunk(db, "s", "cc", &big_chunk(4, 3), false).await.unwrap(),
+        commit_chunk(db, "s", "cc", &big_chunk(4, 3), None, false).await.unwrap(),
         CommitOutcome::Conflict { skipped_reason: Some(_), .. }
     ));
     let skipped = load_chunk(db, "s", 4).await.unwrap().unwrap();
@@ -69,7 +73,7 @@ async fn postgres_round_trip() {
     let mut other = listen_for_commits(&url, "other").await.expect("a listener on PostgreSQL");
     exercise(&db).await;
     assert_eq!(
-        commit_chunk(&db, "other", "dd", &big_chunk(0, 3), false).await.unwrap(),
+        commit_chunk(&db, "other", "dd", &big_chunk(0, 3), None, false).await.unwrap(),
         CommitOutcome::Committed
     );
     // A commit wakes the listeners of its stream, in any process (LISTEN/NOTIFY), and only them:
@@ -92,4 +96,43 @@ async fn postgres_round_trip() {
         ))
         .await
         .unwrap();
+}
+
+/// On the embedded queue a message's ack is a statement of the commit's own transaction: the
+/// message is gone exactly when the chunk is committed, and a commit refused (a conflict) acks
+/// nothing.
+#[tokio::test]
+async fn the_embedded_queue_acks_in_the_commit_transaction() {
+    use std::time::Duration;
+    use txp_connectors::queue::{DbQueue, Queue, QueueSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let db = txp_connectors::database::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let settings = QueueSettings {
+        name: "q".to_owned(),
+        delivery_limit: 5,
+        visibility_timeout: Duration::from_secs(60),
+    };
+    let queue = DbQueue::new(db.clone(), settings);
+    queue.setup().await.unwrap();
+    queue.publish(b"first").await.unwrap();
+    queue.publish(b"second").await.unwrap();
+    let deliveries = queue.receive(2, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(deliveries.len(), 2);
+    let ack = queue.ack_in_commit(&deliveries[0]);
+    assert!(ack.is_some());
+    assert_eq!(
+        commit_chunk(&db, "s", "aa", &big_chunk(0, 3), ack, false).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.in_flight), (0, 1), "the first message is acked with its commit");
+    let ack = queue.ack_in_commit(&deliveries[1]);
+    assert!(matches!(
+        commit_chunk(&db, "s", "bb", &big_chunk(0, 3), ack, false).await.unwrap(),
+        CommitOutcome::Conflict { .. }
+    ));
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.in_flight), (0, 1), "a refused commit acks nothing");
 }

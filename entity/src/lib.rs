@@ -2,6 +2,7 @@
 //! stored as milliseconds since the Unix epoch (`i64`), the same on PostgreSQL and SQLite, so
 //! that comparisons such as "visible now" are plain integer comparisons in SQL.
 
+pub mod chunk_aggregate;
 pub mod chunk_pair;
 pub mod chunk_record;
 pub mod detection;
@@ -15,6 +16,7 @@ pub mod stream;
 pub mod upload_ledger;
 
 pub mod prelude {
+    pub use super::chunk_aggregate::Entity as ChunkAggregate;
     pub use super::chunk_pair::Entity as ChunkPair;
     pub use super::chunk_record::Entity as ChunkRecord;
     pub use super::detection::Entity as Detection;

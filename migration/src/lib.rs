@@ -10,6 +10,7 @@ mod m20261202_000003_replay_audit;
 mod m20261202_000004_statistics;
 mod m20261203_000005_chunk_pair_key;
 mod m20261207_000006_stream_quarantine;
+mod m20261208_000007_chunk_aggregate;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_statistics::Migration),
             Box::new(m20261203_000005_chunk_pair_key::Migration),
             Box::new(m20261207_000006_stream_quarantine::Migration),
+            Box::new(m20261208_000007_chunk_aggregate::Migration),
         ]
     }
 }

@@ -76,3 +76,26 @@ pub fn assert_output_verified(
     assert!(printed.contains("OK: the output equals the reference exactly."), "{printed}");
     printed
 }
+
+/// `txp --preset seed verify --output`: the output folder holds exactly the reference's
+/// detections of `source` cut into `chunk_rows`-row chunks under the seed preset, and at least
+/// one (else the command, hence the test, fails).
+pub fn assert_seed_output_verified(
+    dir: &Path,
+    source: &Path,
+    chunk_rows: u64,
+    importance: &Path,
+    output: &Path,
+) {
+    let printed = stdout(txp(dir).args(["--preset", "seed", "verify", "--source"]).arg(source).args([
+        "--chunk-rows",
+        &chunk_rows.to_string(),
+        "--importance",
+        importance.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    assert!(printed.contains("OK: the output equals the reference exactly."), "{printed}");
+    let detections = counts(&printed);
+    assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
+}

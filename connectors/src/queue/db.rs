@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 use txp_entity::queue_message::{ActiveModel, Column, Entity as QueueMessage};
 
@@ -225,6 +225,18 @@ impl Queue for DbQueue {
             }
             tokio::time::sleep(POLL.min(deadline - tokio::time::Instant::now())).await;
         }
+    }
+
+    fn ack_in_commit(&self, delivery: &Delivery) -> Option<sea_orm::Statement> {
+        // A handle that does not parse is acked (and refused) the usual way.
+        let (id, count) = self.handle(delivery).ok()?;
+        Some(
+            QueueMessage::delete_many()
+                .filter(Column::Id.eq(id))
+                .filter(Column::Queue.eq(&self.settings.name))
+                .filter(Column::ReceiveCount.eq(count))
+                .build(self.db.get_database_backend()),
+        )
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {

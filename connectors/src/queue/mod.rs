@@ -111,6 +111,13 @@ pub trait Queue: Send + Sync + fmt::Debug {
     fn set_receivers(&self, _receivers: usize) {}
     /// Removes a delivered message for good (after the commit it stands for).
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// The ack as a statement to run inside the commit it stands for, when the queue lives in
+    /// the same database as the commit (the embedded queue): the commit and the ack are then
+    /// one transaction, and [`Queue::ack`] is not called after it. `None` for a broker: its ack
+    /// follows the commit.
+    fn ack_in_commit(&self, _delivery: &Delivery) -> Option<sea_orm::Statement> {
+        None
+    }
     /// Gives a delivery back for redelivery; it counts toward the delivery limit.
     async fn release(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Moves a delivery to the dead-letter queue at once, with a reason.
