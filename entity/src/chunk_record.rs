@@ -1,5 +1,5 @@
 //! The consumer's idempotency record: one row per chunk committed (or skipped for good), written
-//! in the same transaction as the chunk's aggregate rows. A redelivered message finds it and is
+//! in the same transaction as the chunk's aggregate (`chunk_aggregate`). A redelivered message finds it and is
 //! acked with no effect; a message for the same index with other content is refused.
 
 use sea_orm::entity::prelude::*;
@@ -17,7 +17,8 @@ pub struct Model {
     pub sha256: String,
     pub valid_rows: i64,
     pub rejected_rows: i64,
-    /// Distinct (merchant, customer) pairs in the chunk: the number of `chunk_pair` rows.
+    /// Distinct (merchant, customer) pairs in the chunk: the pairs encoded in its `chunk_aggregate`
+    /// row (or, for a chunk committed before the encoding, its `chunk_pair` rows).
     pub pairs: i64,
     /// Set when `txp skip` recorded the chunk as lost for good (an audited empty chunk).
     pub skipped_reason: Option<String>,
