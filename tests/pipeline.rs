@@ -256,16 +256,7 @@ impl Setup {
     /// The message bodies the uploader recorded, in chunk order.
     fn recorded_messages(&self) -> Vec<String> {
         let (rt, _, db) = self.queue("unused");
-        rt.block_on(async {
-            txp_entity::upload_ledger::Entity::find()
-                .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
-                .all(&db)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|row| row.message)
-                .collect()
-        })
+        recorded_bodies(&rt, &db)
     }
 }
 

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use inotify::{Inotify, WatchMask};
-use sea_orm::{EntityTrait, QueryOrder};
 use txp_connectors::queue::{AmqpQueue, DbQueue, Queue, QueueSettings, SqsQueue};
 use txp_core::message::ChunkMessage;
 
@@ -228,20 +227,6 @@ fn upload_to(
     txp_in(dir, backend, queue_name, database, &args).assert().success();
 }
 
-/// The messages `txp upload` recorded, in chunk order.
-fn recorded(rt: &tokio::runtime::Runtime, db: &sea_orm::DatabaseConnection) -> Vec<ChunkMessage> {
-    rt.block_on(async {
-        txp_entity::upload_ledger::Entity::find()
-            .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
-            .all(db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|row| ChunkMessage::decode(row.message.as_bytes()).unwrap())
-            .collect()
-    })
-}
-
 fn body(message: &ChunkMessage) -> Vec<u8> {
     message.encode()
 }
@@ -352,7 +337,7 @@ fn forged_messages_are_dead_lettered_and_nothing_outside_is_touched(backend: &Ba
 
     let rt = runtime();
     let db = rt.block_on(txp_connectors::database::connect(&database)).unwrap();
-    let genuine = recorded(&rt, &db);
+    let genuine = recorded_messages(&rt, &db);
     assert_eq!(genuine.len(), 3);
     let forged = forgeries(&genuine, &root);
     let queue = rt.block_on(backend.queue(&main, &db));
@@ -570,7 +555,7 @@ fn a_chunk_changed_in_the_store_is_refused_then_replayed_and_other_content_confl
     upload_to(&root, &backend, "staging", &database, &source, &input, &[]);
     let rt = runtime();
     let db = rt.block_on(txp_connectors::database::connect(&database)).unwrap();
-    let genuine = recorded(&rt, &db);
+    let genuine = recorded_messages(&rt, &db);
 
     // Chunk 1's part file is changed in the store after its upload.
     let part = input.join("chunk_1.csv/part-00000.csv");

@@ -11,13 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait, Set, TransactionTrait,
 };
 use txp_connectors::queue::{DbQueue, Queue, QueueSettings};
 use txp_consumer::chunks::{PairInsert, insert_pairs};
 use txp_core::aggregate::ChunkAggregate;
-use txp_core::message::ChunkMessage;
 
 const ROWS: u64 = 6_000;
 /// Chunks committed before the upgrade, per-pair.
@@ -45,16 +43,7 @@ fn run(database: &str) {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(txp_connectors::database::connect(database)).unwrap();
-    let messages: Vec<ChunkMessage> = rt.block_on(async {
-        txp_entity::upload_ledger::Entity::find()
-            .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
-            .all(&db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|row| ChunkMessage::decode(row.message.as_bytes()).unwrap())
-            .collect()
-    });
+    let messages = recorded_messages(&rt, &db);
     assert_eq!(messages.len(), 6);
     // The first chunks committed as the previous release did: record and pair rows.
     rt.block_on(async {

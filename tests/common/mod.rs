@@ -99,3 +99,29 @@ pub fn assert_seed_output_verified(
     let detections = counts(&printed);
     assert!(!detections.last().unwrap().ends_with(" 0"), "no detections at all: {detections:?}");
 }
+
+/// The message bodies `txp upload` recorded in the upload ledger of `db`, in chunk order.
+pub fn recorded_bodies(rt: &tokio::runtime::Runtime, db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    rt.block_on(async {
+        txp_entity::upload_ledger::Entity::find()
+            .order_by_asc(txp_entity::upload_ledger::Column::ChunkIndex)
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.message)
+            .collect()
+    })
+}
+
+/// [`recorded_bodies`], decoded.
+pub fn recorded_messages(
+    rt: &tokio::runtime::Runtime,
+    db: &sea_orm::DatabaseConnection,
+) -> Vec<txp_core::message::ChunkMessage> {
+    recorded_bodies(rt, db)
+        .iter()
+        .map(|body| txp_core::message::ChunkMessage::decode(body.as_bytes()).unwrap())
+        .collect()
+}
